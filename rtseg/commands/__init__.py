@@ -1,0 +1,1 @@
+"""Sub-commands of the ``rtseg`` command line (see ``rtseg.cli``)."""

@@ -1,0 +1,28 @@
+"""``rtseg flops``: parameters, GMACs and GFLOPs (2 x GMACs, the paper's convention)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtseg.commands.common import add_model_arguments, build_model_from_args, print_json, size_argument
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("flops", help="count parameters and GFLOPs of a model at an input size")
+    add_model_arguments(parser)
+    parser.add_argument("--size", type=size_argument, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtseg.profiling.flops import measure_cost
+
+    model = build_model_from_args(args)
+    cost = measure_cost(model, args.size)
+    if args.json:
+        print_json({"model": model.name, **cost.as_dict()})
+    else:
+        print(f"{model.name} at {cost.height}x{cost.width}: {cost.params / 1e6:.2f}M parameters, "
+              f"{cost.gmacs:.2f} GMACs = {cost.gflops:.2f} GFLOPs (1 multiply-add = 2 FLOPs)")
+    return 0

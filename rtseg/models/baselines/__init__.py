@@ -1,0 +1,1 @@
+"""Whole reference networks (ENet, SegNet); importing this package registers them."""

@@ -1,0 +1,41 @@
+"""SkipNet (FCN8s, Long et al. 2015): up-sampling in label space.
+
+1x1 convolutions turn the /32, /16 and /8 features into class scores; the /32 scores are
+up-sampled x2 and added to the /16 scores, again x2 and added to the /8 scores, then x8 to
+full resolution. Transposed convolutions start as bilinear up-samplers and are trained.
+Working on 19-channel score maps instead of features is what makes SkipNet cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from rtseg.models.decoders.base import Decoder, fit_to, stride_ratio, upsampler
+from rtseg.models.encoders.base import FeatureInfo
+from rtseg.models.registry import register_decoder
+
+SKIP_LEVELS = (2, 3, 4)  # indices of the /8, /16, /32 maps in feature_info
+
+
+@register_decoder("skipnet")
+class SkipNet(Decoder):
+    def __init__(self, feature_info: Sequence[FeatureInfo], num_classes: int):
+        super().__init__()
+        infos = [feature_info[i] for i in SKIP_LEVELS]
+        self.score = nn.ModuleList(nn.Conv2d(info.channels, num_classes, 1) for info in infos)
+        # up[i] brings level i+1's fused scores to level i's resolution.
+        self.up = nn.ModuleList(
+            upsampler(num_classes, num_classes, stride_ratio(infos[i + 1], infos[i]), bilinear_init=True)
+            for i in range(len(infos) - 1))
+        self.final_up = upsampler(num_classes, num_classes, infos[0].stride, bilinear_init=True)
+
+    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        maps = [features[i] for i in SKIP_LEVELS]
+        scores = self.score[-1](maps[-1])
+        for level in range(len(maps) - 2, -1, -1):
+            skip = self.score[level](maps[level])
+            scores = fit_to(self.up[level](scores), skip.shape[-2:]) + skip
+        return fit_to(self.final_up(scores), size)

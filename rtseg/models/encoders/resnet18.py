@@ -1,0 +1,40 @@
+"""ResNet18 (He et al. 2016) encoder, built by timm.
+
+timm's ResNet has torchvision's parameter names, so both libraries' ImageNet weights load
+unchanged, and its ``output_stride=8`` dilates the basic blocks, which torchvision's
+``replace_stride_with_dilation`` refuses to do.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+
+from rtseg.models.encoders.base import Encoder, check_output_stride
+from rtseg.models.encoders.classifier import GlobalPoolClassifier
+from rtseg.models.registry import register_encoder
+
+
+@register_encoder("resnet18")
+class ResNet18Encoder(Encoder):
+    def __init__(self, output_stride: int = 32):
+        super().__init__()
+        self.output_stride = check_output_stride(output_stride)
+        self.body = timm.create_model("resnet18", pretrained=False, features_only=True,
+                                      output_stride=self.output_stride)
+        self.set_feature_info(self.body.feature_info.channels())
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body(x))
+
+    def convert_state_dict(self, state):
+        # A classifier checkpoint carries the fc layer that the encoder does not have.
+        return {f"body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+
+    def download_state_dict(self):
+        from torchvision.models import ResNet18_Weights
+
+        return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+
+    def classifier(self, num_classes: int = 1000):
+        return GlobalPoolClassifier(self, num_classes)

@@ -1,0 +1,112 @@
+"""``create_model``: one name (``decoder-encoder`` or a whole model like ``enet``) -> nn.Module."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from rtseg.errors import RtsegError
+from rtseg.models.registry import DECODERS, ENCODERS, MODELS
+from rtseg.models.segmentation import SegmentationModel
+
+# The paper's model grid (Table 1 and FCN8s from Table 3); the report lays tables out in this order.
+PAPER_ENCODERS = ("vgg16", "resnet18", "mobilenet_v1", "shufflenet_v1")
+PAPER_DECODERS = ("skipnet", "unet", "dilation")
+
+
+def _import_builtin() -> None:
+    # Importing the packages runs the @register decorators of every built-in model.
+    import rtseg.models.baselines  # noqa: F401
+    import rtseg.models.decoders  # noqa: F401
+    import rtseg.models.encoders  # noqa: F401
+
+
+def split_model_name(name: str, encoder: str | None = None) -> tuple[str, str | None]:
+    """``"skipnet-mobilenet_v1"`` -> ``("skipnet", "mobilenet_v1")``; ``"enet"`` -> ``("enet", None)``."""
+    _import_builtin()
+    if encoder is None and "-" in name:
+        name, encoder = name.split("-", 1)
+    if encoder is None:
+        if name in MODELS:
+            return name, None
+        if name in DECODERS:
+            raise RtsegError(f"decoder {name!r} needs an encoder: use '{name}-<encoder>'; "
+                             f"encoders: {', '.join(ENCODERS.names())}")
+        raise RtsegError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    DECODERS.get(name)
+    ENCODERS.get(encoder)
+    return name, encoder
+
+
+def _accepted_options(factory: Callable) -> set[str]:
+    params = inspect.signature(factory).parameters
+    return {n for n, p in params.items()
+            if n not in ("self", "feature_info", "num_classes") and p.kind is not p.VAR_KEYWORD}
+
+
+def _take(options: dict[str, Any], accepted: set[str]) -> dict[str, Any]:
+    return {k: options.pop(k) for k in list(options) if k in accepted}
+
+
+def create_model(name: str, encoder: str | None = None, num_classes: int = 19,
+                 pretrained: bool | str | Path | None = None, **options: Any) -> nn.Module:
+    """Build a segmentation network.
+
+    ``create_model("skipnet", "mobilenet_v1")`` and ``create_model("skipnet-mobilenet_v1")``
+    are the same model; ``create_model("enet")`` builds a whole reference network.
+    ``pretrained`` is ``True`` (the encoder's ImageNet weights from torchvision/timm, needs a
+    network connection) or a path to a local state dict in the library's format. Options go
+    to whichever of encoder and decoder takes them (``width=0.5``, ``groups=3``,
+    ``fusion="concat"``, ``output_stride=8``); an option neither takes is an error.
+    """
+    decoder_name, encoder_name = split_model_name(name, encoder)
+    if num_classes < 1:
+        raise RtsegError(f"num_classes must be positive, got {num_classes}")
+    options = dict(options)
+    if encoder_name is None:
+        factory = MODELS.get(decoder_name)
+        unknown = set(options) - _accepted_options(factory)
+        if unknown:
+            raise RtsegError(f"model {decoder_name!r} takes no option {sorted(unknown)[0]!r}")
+        if pretrained:
+            options["pretrained"] = pretrained
+        model = factory(num_classes=num_classes, **options)
+        model.name = decoder_name
+        model.num_classes = num_classes
+        return model
+
+    decoder_cls = DECODERS.get(decoder_name)
+    encoder_cls = ENCODERS.get(encoder_name)
+    encoder_options = _take(options, _accepted_options(encoder_cls))
+    decoder_options = _take(options, _accepted_options(decoder_cls))
+    if options:
+        raise RtsegError(f"neither encoder {encoder_name!r} nor decoder {decoder_name!r} "
+                         f"takes option {sorted(options)[0]!r}")
+    if "output_stride" in _accepted_options(encoder_cls):
+        encoder_options.setdefault("output_stride", decoder_cls.encoder_output_stride)
+    enc = encoder_cls(**encoder_options)
+    infos = getattr(enc, "feature_info", None)
+    if not infos or len(infos) != 5:
+        raise RtsegError(f"encoder {encoder_name!r} must state feature_info for its five maps "
+                         "(strides 2, 4, 8, 16, 32)")
+    if pretrained:
+        enc.load_pretrained(pretrained)
+    dec = decoder_cls(enc.feature_info, num_classes, **decoder_options)
+    return SegmentationModel(enc, dec, f"{decoder_name}-{encoder_name}", num_classes)
+
+
+def model_names(include_baselines: bool = True) -> list[str]:
+    """Every buildable name: the decoder x encoder grid, then whole models."""
+    _import_builtin()
+    names = [f"{d}-{e}" for d in DECODERS.names() for e in ENCODERS.names()]
+    return names + (MODELS.names() if include_baselines else [])
+
+
+def list_models() -> dict[str, list[str]]:
+    """Registered encoders, decoders, whole models and every model name."""
+    _import_builtin()
+    return {"encoders": ENCODERS.names(), "decoders": DECODERS.names(),
+            "baselines": MODELS.names(), "models": model_names()}
