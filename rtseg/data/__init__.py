@@ -1,0 +1,1 @@
+"""Cityscapes data: the label table, the reader, the synthetic generator, transforms, class weights."""
