@@ -18,6 +18,9 @@ COMMANDS = {
     "models": "rtseg.commands.models",
     "flops": "rtseg.commands.flops",
     "demo": "rtseg.commands.demo",
+    "train": "rtseg.commands.train",
+    "evaluate": "rtseg.commands.evaluate",
+    "predict": "rtseg.commands.predict",
 }
 
 

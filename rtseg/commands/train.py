@@ -1,0 +1,56 @@
+"""``rtseg train CONFIG.yaml [--set key=value ...] [--resume] [--out DIR]``.
+
+Also the entry point of distributed training: ``torchrun --nproc_per_node=N -m rtseg train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train", help="train a model from a YAML config (torchrun -m rtseg train for several GPUs)",
+        description="Train a model from a YAML config. Several GPUs or machines: "
+                    "torchrun --nproc_per_node=N -m rtseg train CONFIG.yaml ...")
+    parser.add_argument("config", nargs="?", help="YAML config (see configs/); optional with --resume")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set optim.lr=3e-4 --set train.batch_size=8")
+    parser.add_argument("--out", help="output folder (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtseg.engine.checkpoint import load_checkpoint
+    from rtseg.engine.config import TrainConfig, apply_override, load_config
+    from rtseg.engine.trainer import LAST, train
+    from rtseg.errors import RtsegError
+
+    if args.config:
+        config = load_config(args.config, args.overrides)
+        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    elif args.resume and args.out:
+        # The run's own config, from its checkpoint (plus any --set, e.g. data.root).
+        data = load_checkpoint(Path(args.out) / LAST)["config"]
+        for item in args.overrides:
+            apply_override(data, item)
+        config = TrainConfig.from_dict(data, str(Path(args.out) / LAST))
+        out = Path(args.out)
+    else:
+        raise RtsegError("give a CONFIG.yaml (or --resume --out DIR to continue a run with its own config)")
+
+    result = train(config, out, resume=args.resume)
+    if result.model is not None and _is_main():
+        best = f"{100 * result.best_miou:.1f}" if result.best_miou is not None else "-"
+        print(f"trained {config.model.name} for {result.steps} steps; best val mIoU {best}")
+        print(f"checkpoints: {result.last_checkpoint}" + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

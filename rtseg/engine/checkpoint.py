@@ -1,0 +1,116 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``, written atomically.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no pickled
+objects), so loading one never runs code::
+
+    format       "rtseg-checkpoint"
+    version      1
+    model_name   "skipnet-mobilenet_v1"   (everything create_model needs to rebuild it)
+    num_classes  19
+    model_options {"width": 0.5}
+    model        state dict
+    optimizer, scheduler, scaler   state dicts (absent from weights-only exports)
+    step, epoch, epoch_step        where training stands
+    rng          torch / cuda / numpy / python generator states, as tensors
+    config       the TrainConfig as a dict
+    class_weights, best_miou, metrics
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtseg.errors import RtsegError
+
+FORMAT = "rtseg-checkpoint"
+VERSION = 1
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` onto it.
+
+    A run killed mid-write leaves the previous checkpoint intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read an rtseg checkpoint safely (``weights_only=True``); one-line error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtsegError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RtsegError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise RtsegError(f"{path} is not an rtseg checkpoint (written by 'rtseg train')")
+    if state.get("version", 0) > VERSION:
+        raise RtsegError(f"checkpoint {path} has format version {state['version']}; "
+                         f"this rtseg reads up to {VERSION}: upgrade rtseg")
+    return state
+
+
+def model_from_checkpoint(state: dict, source: str = "checkpoint") -> nn.Module:
+    """Rebuild the network a checkpoint describes and load its weights (no download)."""
+    from rtseg.models import create_model
+    from rtseg.models.weights import fit_state_dict
+
+    model = create_model(state["model_name"], num_classes=int(state["num_classes"]),
+                         pretrained=None, **dict(state.get("model_options") or {}))
+    fit_state_dict(model, state["model"], source)
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """``(model in eval mode on device, checkpoint dict)`` from a checkpoint file."""
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state, str(path)).to(device).eval()
+    return model, state
+
+
+# --- random number generators ---------------------------------------------------------
+# Stored as tensors and plain numbers so that weights_only loading accepts them.
+
+def capture_rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                  "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+        "python": {"version": int(python_state[0]), "state": torch.tensor(python_state[1], dtype=torch.int64)},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

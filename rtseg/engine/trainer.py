@@ -1,0 +1,450 @@
+"""``train(config, out_dir)``: the paper's training loop, resumable, on one or many processes.
+
+One process (``rtseg train``) or one per GPU/CPU worker (``torchrun ... -m rtseg train``):
+the loop is the same, DistributedDataParallel wraps the model when torchrun started it.
+Rank 0 alone writes logs and checkpoints, all under ``out_dir``::
+
+    out_dir/config.yaml     the resolved configuration
+    out_dir/last.pt         full checkpoint (model, optimizer, scheduler, scaler, RNG, position)
+    out_dir/best.pt         model of the best validation mIoU (no optimizer state)
+    out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps)
+    out_dir/metrics.csv     step, epoch, train_loss, lr, miou, miiou, category_miou, category_miiou
+    out_dir/tensorboard/    the same scalars, when TensorBoard is installed
+
+``train(..., resume=True)`` restarts from ``last.pt`` so that the following steps are
+those of an uninterrupted run: same batches and augmentations (``rtseg.engine.sampling``),
+same generator states, same optimizer moments.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from rtseg.engine import checkpoint as ckpt
+from rtseg.engine.config import TrainConfig, config_differences
+from rtseg.engine.distributed import (DistInfo, barrier, broadcast, broadcast_object, cleanup_distributed,
+                                      init_distributed, launched_by_torchrun, resolve_device)
+from rtseg.engine.evaluator import build_eval_dataset, evaluate
+from rtseg.engine.logs import CsvLog, TensorBoardLog
+from rtseg.engine.loss import weighted_cross_entropy
+from rtseg.engine.precision import autocast, check_precision
+from rtseg.engine.sampling import SeededDataset, SeededSampler
+from rtseg.errors import RtsegError
+
+LAST, BEST = "last.pt", "best.pt"
+STEP_FIELDS = ("step", "epoch", "loss", "lr", "seconds")
+METRIC_FIELDS = ("step", "epoch", "train_loss", "lr", "miou", "miiou", "category_miou", "category_miiou",
+                 "seconds")
+# Keys a resumed run may change: where data lives and how the run reports, not what it computes.
+RESUMABLE_CHANGES = {"data.root", "data.workers", "data.val_limit", "train.device", "train.progress",
+                     "train.log_every", "train.val_every", "train.checkpoint_every"}
+
+
+class NonFiniteLossError(RtsegError):
+    """The loss became NaN or infinite: the run stops, the last good checkpoint stays."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None  # None when the run had no validation
+    best_miou: float | None
+    steps: int
+    metrics: dict | None  # the last validation's results
+    model: nn.Module  # the trained network (not DDP-wrapped), in eval mode
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Train ``config`` into ``out_dir`` (see the module docstring for what is written there).
+
+    ``resume=True`` continues from ``out_dir/last.pt`` (a fresh start with a note when there
+    is none); without it an ``out_dir`` that already holds a run is refused. Raises
+    ``RtsegError`` for user mistakes and ``NonFiniteLossError`` when the loss diverges.
+    """
+    trainer = Trainer(config, Path(out_dir), resume)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out_dir: Path, resume: bool):
+        self.config = config
+        self.out_dir = out_dir
+        self.device = resolve_device(config.train.device, _local_rank())
+        check_precision(config.train.precision, self.device, "train.precision")
+        self.owns_process_group = launched_by_torchrun() and not torch.distributed.is_initialized()
+        self.info = init_distributed(self.device)
+        self.logs: list = []
+        self.resume_state = self._find_resume_state(resume)
+
+    # ------------------------------------------------------------------ set-up
+    def _find_resume_state(self, resume: bool) -> dict | None:
+        last = self.out_dir / LAST
+        if not last.is_file():
+            if resume and self.info.is_main:
+                print(f"rtseg train: no checkpoint in {self.out_dir} to resume; starting a new run", file=sys.stderr)
+            return None
+        if not resume:
+            raise RtsegError(f"{self.out_dir} already holds a run ({last}); pass --resume to continue it "
+                             "or choose another --out")
+        state = ckpt.load_checkpoint(last)
+        changed = [k for k in config_differences(state["config"], self.config.to_dict())
+                   if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise RtsegError(f"cannot resume {last}: the config differs in {', '.join(changed)} "
+                             f"(resume with the run's own config, {self.out_dir / 'config.yaml'})")
+        return state
+
+    def _setup(self) -> None:
+        cfg, info = self.config, self.info
+        loop = cfg.train
+        if loop.batch_size % info.world_size:
+            raise RtsegError(f"train.batch_size {loop.batch_size} (the global batch) must divide evenly "
+                             f"over {info.world_size} processes")
+        self.batch_per_rank = loop.batch_size // info.world_size
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _write_yaml_atomic(cfg.to_dict(), self.out_dir / "config.yaml")
+        barrier(info)
+        # Same initial weights and generator states on every rank (DDP also broadcasts rank 0's weights).
+        _seed_everything(loop.seed)
+
+        self.model = self._build_model()
+        mean, std = _normalisation(self.model)
+        self.train_set, self.val_set = self._build_datasets(mean, std)
+        self.class_weights = self._class_weights()
+
+        self.sampler = SeededSampler(self.train_set, seed=loop.seed, rank=info.rank, world_size=info.world_size)
+        self.steps_per_epoch = self.sampler.epoch_length // self.batch_per_rank
+        if self.steps_per_epoch == 0:
+            raise RtsegError(f"the training set ({len(self.train_set)} images) is smaller than one batch "
+                             f"({loop.batch_size})")
+        self.total_steps = loop.iterations or loop.epochs * self.steps_per_epoch
+        self.val_every = loop.val_every or self.steps_per_epoch
+        self.checkpoint_every = loop.checkpoint_every or self.val_every
+
+        self.optimizer = _build_optimizer(cfg, self.model.parameters())
+        self.scheduler = _build_scheduler(cfg, self.optimizer, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=loop.precision == "fp16")
+        self.ddp_model = self._wrap(self.model)
+
+        self.step, self.best_miou, self.last_metrics = 0, None, None
+        self.loss_sum, self.loss_count, self.seconds_before = 0.0, 0, 0.0
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        resume_step = self.step if self.resume_state is not None else None
+        if info.is_main:
+            self.steps_log = CsvLog(self.out_dir / "steps.csv", STEP_FIELDS, resume_step)
+            self.metrics_log = CsvLog(self.out_dir / "metrics.csv", METRIC_FIELDS, resume_step)
+            self.tensorboard = TensorBoardLog(self.out_dir / "tensorboard", purge_step=resume_step)
+            self.logs = [self.steps_log, self.metrics_log, self.tensorboard]
+
+    def _build_model(self) -> nn.Module:
+        from rtseg.models import create_model
+        from rtseg.models.weights import fit_state_dict
+
+        mcfg, info = self.config.model, self.info
+        pretrained = None if self.resume_state is not None else (mcfg.pretrained or None)
+        # Rank 0 fetches ImageNet weights first; the others then find them in the cache.
+        if not info.is_main:
+            barrier(info)
+        try:
+            model = create_model(mcfg.name, num_classes=mcfg.num_classes, pretrained=pretrained, **mcfg.options)
+        finally:
+            if info.is_main:
+                barrier(info)
+        if mcfg.init_from and self.resume_state is None:
+            state = ckpt.load_checkpoint(mcfg.init_from)
+            fit_state_dict(model, state["model"], f"model.init_from {mcfg.init_from}")
+        if mcfg.sync_bn and info.enabled:
+            if self.device.type != "cuda":
+                raise RtsegError("model.sync_bn needs CUDA devices (SyncBatchNorm has no CPU kernel); "
+                                 "set model.sync_bn=false")
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model.to(self.device)
+
+    def _build_datasets(self, mean, std) -> tuple[Dataset, Dataset | None]:
+        from rtseg.data.cityscapes import CityscapesDataset
+        from rtseg.data.transforms import train_transforms
+
+        dcfg = self.config.data
+        root = self._data_root()
+        transforms = train_transforms(crop=tuple(dcfg.crop), scale=tuple(dcfg.scale), mean=mean, std=std,
+                                      hflip=dcfg.hflip, color_jitter=dcfg.color_jitter)
+        train_set = CityscapesDataset(str(root), split=dcfg.train_split, annotation=dcfg.annotation,
+                                      transforms=transforms)
+        val_set = None
+        if dcfg.val_split:
+            # Validation always scores the fine annotations (coarse pre-training included).
+            val_set = build_eval_dataset(root, dcfg.val_split, dcfg.val_size, mean, std, annotation="fine")
+        return train_set, val_set
+
+    def _data_root(self) -> Path:
+        synthetic = self.config.data.synthetic
+        if synthetic is None:
+            return Path(self.config.data.root)
+        root = self.out_dir / "synthetic"
+        if self.info.is_main and not (root / ".complete").is_file():
+            from rtseg.data.synthetic import generate_synthetic_cityscapes
+
+            generate_synthetic_cityscapes(root, train=synthetic.train, val=synthetic.val, test=0,
+                                          size=tuple(synthetic.size), seed=synthetic.seed)
+            (root / ".complete").write_text("generated by rtseg train\n")
+        barrier(self.info)
+        return root
+
+    def _class_weights(self) -> torch.Tensor:
+        if self.resume_state is not None and "class_weights" in self.resume_state:
+            return self.resume_state["class_weights"].to(self.device)
+        weights = torch.zeros(self.config.model.num_classes, dtype=torch.float32)
+        error = None
+        if self.info.is_main:
+            from rtseg.data.class_weights import class_weights
+
+            try:
+                weights = class_weights(self.train_set, num_classes=self.config.model.num_classes,
+                                        method=self.config.data.class_weights,
+                                        cache_dir=self.out_dir / "cache").float()
+            except RtsegError as exc:
+                error = str(exc)
+        error = broadcast_object(error, self.info)
+        if error:
+            raise RtsegError(error)
+        weights = broadcast(weights.to(self.device), self.info)
+        return weights
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.info.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    # ------------------------------------------------------------- checkpoints
+    def _checkpoint(self, full: bool) -> dict:
+        state = {
+            "format": ckpt.FORMAT, "version": ckpt.VERSION,
+            "model_name": getattr(self.model, "name", self.config.model.name),
+            "num_classes": self.config.model.num_classes,
+            "model_options": dict(self.config.model.options),
+            "mean": list(_normalisation(self.model)[0]), "std": list(_normalisation(self.model)[1]),
+            "eval_size": list(self.config.data.val_size) if self.config.data.val_size else None,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "step": self.step, "epoch": self.step // self.steps_per_epoch,
+            "config": self.config.to_dict(),
+            "class_weights": self.class_weights.cpu(),
+            "best_miou": self.best_miou,
+            "metrics": _summary(self.last_metrics),
+        }
+        if full:
+            state.update({
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": ckpt.capture_rng_state(),
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count,
+                "seconds": self._seconds(),
+            })
+        return state
+
+    def _save(self, best: bool) -> None:
+        if not self.info.is_main:
+            return
+        ckpt.save_atomic(self._checkpoint(full=True), self.out_dir / LAST)
+        if best:
+            ckpt.save_atomic(self._checkpoint(full=False), self.out_dir / BEST)
+
+    def _restore(self, state: dict) -> None:
+        from rtseg.models.weights import fit_state_dict
+
+        fit_state_dict(self.model, {k: v.to(self.device) for k, v in state["model"].items()}, str(self.out_dir / LAST))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.best_miou = state.get("best_miou")
+        self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
+        self.seconds_before = float(state.get("seconds", 0.0))
+        self.last_metrics = state.get("metrics")
+
+    # -------------------------------------------------------------------- loop
+    def run(self) -> TrainResult:
+        self._setup()
+        loop = self.config.train
+        self.started = time.perf_counter()
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (loop.progress and self.info.is_main))
+        self._bar = bar
+        while self.step < self.total_steps:
+            epoch, skip = divmod(self.step, self.steps_per_epoch)
+            self.sampler.set_epoch(epoch, skip=skip * self.batch_per_rank)
+            for batch in self._loader():
+                loss, lr = self._train_step(batch)
+                self.step += 1
+                self.loss_sum += loss
+                self.loss_count += 1
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", epoch=epoch, refresh=False)
+                bar.update(1)
+                if self.info.is_main and (self.step % loop.log_every == 0 or self.step == self.total_steps):
+                    row = {"step": self.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": self._seconds()}
+                    self.steps_log.write(row)
+                    self.tensorboard.scalars({"train/loss": loss, "train/lr": lr}, self.step)
+                self._after_step(epoch, lr)
+                if self.step >= self.total_steps:
+                    break
+        bar.close()
+        self.model.eval()
+        best = self.out_dir / BEST
+        return TrainResult(self.out_dir, self.out_dir / LAST, best if best.is_file() else None, self.best_miou,
+                           self.step, self.last_metrics, self.model)
+
+    def _loader(self) -> DataLoader:
+        workers = self.config.data.workers
+        return DataLoader(SeededDataset(self.train_set), batch_size=self.batch_per_rank, sampler=self.sampler,
+                          num_workers=workers, pin_memory=self.device.type == "cuda", drop_last=True,
+                          persistent_workers=False, generator=torch.Generator())
+
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        if self.config.model.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def _train_step(self, batch: dict) -> tuple[float, float]:
+        loop = self.config.train
+        self._set_train_mode()
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        lr = float(self.scheduler.get_last_lr()[0])
+        with autocast(loop.precision, self.device):
+            logits = self.ddp_model(images)
+        loss, logged = weighted_cross_entropy(logits, labels, self.class_weights, self.info)
+        value = float(logged)
+        if not math.isfinite(value):
+            last = self.out_dir / LAST
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"the loss became {value} at step {self.step + 1} (epoch {self.step // self.steps_per_epoch}); "
+                f"stopped, {kept}. Lower optim.lr, set optim.grad_clip, or train in fp32/bf16")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value, lr
+
+    def _after_step(self, epoch: int, lr: float) -> None:
+        validate = self.val_set is not None and (self.step % self.val_every == 0 or self.step == self.total_steps)
+        improved = False
+        if validate:
+            results = evaluate(self.model, self.val_set, self.device, precision=self.config.train.precision,
+                               workers=self.config.data.workers, limit=self.config.data.val_limit,
+                               dist_info=self.info, progress=self.config.train.progress)
+            self.last_metrics = results
+            miou = results["miou"]
+            improved = miou is not None and (self.best_miou is None or miou > self.best_miou)
+            if improved:
+                self.best_miou = miou
+            if self.info.is_main:
+                train_loss = self.loss_sum / max(self.loss_count, 1)
+                row = {"step": self.step, "epoch": epoch, "train_loss": train_loss, "lr": lr,
+                       "seconds": self._seconds(), **_summary(results)}
+                self.metrics_log.write(row)
+                self.tensorboard.scalars({f"val/{k}": v for k, v in _summary(results).items()}, self.step)
+                self._bar.write(f"step {self.step}: mIoU {_percent(miou)}  iIoU {_percent(results['miiou'])}  "
+                                f"category mIoU {_percent(results['category_miou'])}  (train loss {train_loss:.4f})")
+            self.loss_sum, self.loss_count = 0.0, 0
+        if improved or self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
+            self._save(best=improved)
+            barrier(self.info)  # a rank that resumes must find the file complete
+
+    def _seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def close(self) -> None:
+        for log in self.logs:
+            log.close()
+        self.logs = []
+        if self.owns_process_group:
+            cleanup_distributed()
+
+
+# ----------------------------------------------------------------------- helpers
+
+def _local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+
+
+def _normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+
+    return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
+
+
+def _build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adam":  # weight_decay is the L2 term added to the gradient, as the paper's L2 loss
+        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
+    if cfg.optim.schedule == "poly":  # lr * (1 - step / total) ** power, stepped every iteration
+        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=cfg.optim.poly_power)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _summary(results: dict | None) -> dict[str, Any] | None:
+    if results is None:
+        return None
+    return {k: results.get(k) for k in ("miou", "miiou", "category_miou", "category_miiou")}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _write_yaml_atomic(data: dict, path: Path) -> None:
+    import os
+    import tempfile
+
+    import yaml
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle, sort_keys=False)
+    os.replace(tmp, path)
