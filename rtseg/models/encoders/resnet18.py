@@ -20,8 +20,10 @@ class ResNet18Encoder(Encoder):
     def __init__(self, output_stride: int = 32):
         super().__init__()
         self.output_stride = check_output_stride(output_stride)
+        # zero_init_last=False: torchvision's initialisation, so an untrained residual branch
+        # is not silenced (gradients reach every layer from the first step).
         self.body = timm.create_model("resnet18", pretrained=False, features_only=True,
-                                      output_stride=self.output_stride)
+                                      output_stride=self.output_stride, zero_init_last=False)
         self.set_feature_info(self.body.feature_info.channels())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

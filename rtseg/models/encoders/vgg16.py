@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torchvision.models import vgg16 as tv_vgg16
 
 from rtseg.models.encoders.base import Encoder, check_output_stride
+from rtseg.models.layers import AtrousConv2d
 from rtseg.models.registry import register_encoder
 
 # Indices in ``features`` (torchvision numbering) of the pooling layers pool1..pool5.
@@ -35,10 +36,10 @@ class VGG16Encoder(Encoder):
             features[POOL_INDICES[3]] = nn.Identity()
             features[POOL_INDICES[4]] = nn.Identity()
             for index in CONV5_INDICES:
-                features[index].dilation, features[index].padding = (2, 2), (2, 2)
+                features[index] = AtrousConv2d(512, 512, 3, padding=2, dilation=2)
             fc6_dilation = 4
         self.features = features
-        self.fc6 = nn.Conv2d(512, 4096, 7, padding=3 * fc6_dilation, dilation=fc6_dilation)
+        self.fc6 = AtrousConv2d(512, 4096, 7, padding=3 * fc6_dilation, dilation=fc6_dilation)
         self.fc7 = nn.Conv2d(4096, 4096, 1)
         self.dropout = nn.Dropout(dropout)
         self.set_feature_info([64, 128, 256, 512, 4096])
