@@ -1,1 +1,2 @@
 """Whole reference networks (ENet, SegNet); importing this package registers them."""
+from rtseg.models.baselines import enet, segnet  # noqa: F401
