@@ -18,6 +18,7 @@ COMMANDS = {
     "models": "rtseg.commands.models",
     "flops": "rtseg.commands.flops",
     "demo": "rtseg.commands.demo",
+    "synth": "rtseg.commands.synth",
     "train": "rtseg.commands.train",
     "evaluate": "rtseg.commands.evaluate",
     "predict": "rtseg.commands.predict",

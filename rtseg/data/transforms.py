@@ -1,0 +1,109 @@
+"""Training and evaluation transforms on ``torchvision.transforms.v2``.
+
+Image (``tv_tensors.Image``, uint8) and label (``tv_tensors.Mask``, train ids) go through
+the same random geometry in one call; v2 resizes masks with nearest neighbour, so labels
+only ever hold ids that were there (and 255 where the crop padded). Normalisation uses the
+model's ``mean``/``std`` (every rtseg model has them; ImageNet by default).
+
+    transforms(image, label) -> (float image, label)     # label may be None (test split)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from rtseg.data.labels import IGNORE_INDEX
+from rtseg.errors import RtsegError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RandomScale(v2.Transform):
+    """Resize by a factor drawn uniformly from ``scale`` (images bilinear with antialias,
+    masks nearest). Written here because torchvision's ``RandomResize``/``ScaleJitter`` draw
+    sizes relative to a fixed target size, while the Cityscapes recipe (0.5-2.0) scales
+    each input relative to itself; the resizing itself is torchvision's ``F.resize``."""
+
+    def __init__(self, scale: tuple[float, float]):
+        super().__init__()
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        lo, hi = self.scale
+        factor = lo + (hi - lo) * float(torch.rand(()))
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(F.resize, inpt, size=params["size"], antialias=True)
+
+
+class ResizeImage(v2.Resize):
+    """``v2.Resize`` that leaves masks alone: evaluation scores at the label's own size."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return inpt
+        return super().transform(inpt, params)
+
+
+def _normalize(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise RtsegError(f"mean {tuple(mean)} and std {tuple(std)} must have 3 values each, std > 0")
+    return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+            v2.Normalize(mean=[float(m) for m in mean], std=[float(s) for s in std])]
+
+
+def _size(value, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        height, width = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise RtsegError(f"{what} {value!r} is not (height, width)") from None
+    if height < 1 or width < 1:
+        raise RtsegError(f"{what} {value!r} must be positive")
+    return height, width
+
+
+def train_transforms(crop: tuple[int, int] | None = (512, 1024), scale: tuple[float, float] | None = (0.5, 2.0),
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     hflip: bool = True, color_jitter: float = 0.2) -> v2.Compose:
+    """Random scale, random crop (padded with 0 on the image and 255 = ignore on the label
+    when the scaled image is smaller than the crop), horizontal flip, colour jitter
+    (brightness, contrast, saturation; no hue shift, colour is part of what tells classes
+    apart), then float and normalised. ``crop=None`` keeps the whole scaled image."""
+    steps: list[v2.Transform] = []
+    if scale is not None:
+        lo, hi = (float(v) for v in scale)
+        if not 0 < lo <= hi:
+            raise RtsegError(f"scale {tuple(scale)} must be (low, high) with 0 < low <= high")
+        if (lo, hi) != (1.0, 1.0):
+            steps.append(RandomScale((lo, hi)))
+    if crop is not None:
+        steps.append(v2.RandomCrop(_size(crop, "crop"), pad_if_needed=True,
+                                   fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if color_jitter:
+        if color_jitter < 0:
+            raise RtsegError(f"color_jitter {color_jitter} must be >= 0")
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    return v2.Compose(steps + _normalize(mean, std))
+
+
+def eval_transforms(size: tuple[int, int] | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> v2.Compose:
+    """Optional resize of the image to ``size`` (height, width), then float and normalised.
+    The label is never resized: predictions are up-sampled to it."""
+    steps: list[v2.Transform] = []
+    if size is not None:
+        steps.append(ResizeImage(list(_size(size, "size")), antialias=True))
+    return v2.Compose(steps + _normalize(mean, std))
