@@ -1,0 +1,94 @@
+"""``rtseg speed``: measured FPS, model only and end-to-end, with the protocol in rtseg.profiling.speed."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtseg.commands.common import add_model_arguments, size_argument
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("speed", help="measure FPS (model only and end-to-end) with a fixed protocol",
+                            description="Warm up until timings settle, time at least 20 runs, report "
+                                        "median/p90/mean/std of latency and FPS, the hardware, and the "
+                                        "efficiency against this machine's matrix-multiply peak.")
+    add_model_arguments(parser)
+    parser.add_argument("--size", type=size_argument, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime "
+                                                    "(default: PyTorch's current setting)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
+    parser.add_argument("--engine", default="eager", choices=("eager", "compile", "onnxruntime"))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--runs", type=int, default=20, help="timed runs of each figure (at least 20)")
+    parser.add_argument("--calibration-data", metavar="ROOT",
+                        help="int8: calibrate on images of this Cityscapes-layout root (default: random "
+                             "images, which is fine for timing but not for accuracy)")
+    parser.add_argument("--checkpoint", help="time a trained checkpoint instead of a fresh model")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtseg.commands.common import build_model_from_args, print_json
+    from rtseg.errors import RtsegError
+    from rtseg.profiling.speed import MIN_RUNS, measure_speed
+
+    if args.runs < MIN_RUNS:
+        raise RtsegError(f"--runs must be at least {MIN_RUNS} (the protocol's minimum), got {args.runs}")
+    if args.batch < 1:
+        raise RtsegError(f"--batch must be positive, got {args.batch}")
+    if args.threads is not None and args.threads < 1:
+        raise RtsegError(f"--threads must be positive, got {args.threads}")
+    if args.checkpoint:
+        if args.model or args.decoder or args.encoder:
+            raise RtsegError("give either --checkpoint or a model name, not both")
+        from rtseg.engine.checkpoint import load_model
+
+        model, _ = load_model(args.checkpoint, "cpu")
+    else:
+        model = build_model_from_args(args)
+    calibration = None
+    if args.calibration_data:
+        if args.precision != "int8":
+            raise RtsegError("--calibration-data is for --precision int8")
+        from rtseg.inference.calibration import images_from_root, model_normalisation
+
+        mean, std = model_normalisation(model)
+        calibration = images_from_root(args.calibration_data, args.size, 8 * args.batch, mean, std, args.batch)
+    result = measure_speed(model, args.size, batch=args.batch, engine=args.engine, precision=args.precision,
+                           threads=args.threads, device=args.device, runs=args.runs, calibration=calibration)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result) -> str:
+    hw = result.hardware
+    where = hw["gpu"] if result.device == "cuda" else f"{hw['cpu']}, {result.threads} threads"
+    lines = [f"{result.model} at {result.size[0]}x{result.size[1]}, batch {result.batch}: "
+             f"{result.engine} {result.precision} on {result.device} ({where})"]
+    for label, stats in (("end-to-end (image tensor -> label map)", result.end_to_end),
+                         ("model only (image tensor -> logits)   ", result.model_only)):
+        lines.append(f"  {label}: {stats.fps_median:7.2f} FPS   latency median {stats.latency_median_ms:.1f} ms, "
+                     f"p90 {stats.latency_p90_ms:.1f}, mean {stats.latency_mean_ms:.1f} +- "
+                     f"{stats.latency_std_ms:.1f} ({stats.runs} runs)")
+    achieved = result.gflops * result.fps_model
+    line = f"  {result.gflops:.2f} GFLOPs/image -> {achieved:.1f} GFLOP/s achieved"
+    peak = result.peak or {}
+    if peak.get("gflops_per_s"):
+        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}) "
+                 f"-> efficiency {100 * result.efficiency:.1f}%")
+    elif result.peak is not None:
+        line += f"; {result.precision} matmul peak n/a"
+    lines.append(line)
+    warm = result.warmup
+    settled = all(warm[k]["settled"] for k in ("model_only", "end_to_end"))
+    lines.append(f"  warm-up {warm['model_only']['runs']}+{warm['end_to_end']['runs']} runs "
+                 f"({'settled' if settled else 'NOT settled: the machine is busy, compare with care'}); "
+                 f"engine build {result.settings.get('build_s', 0):.1f} s; "
+                 f"load average {hw['load_average_1min']} on {hw['usable_cores']} cores; "
+                 f"torch {hw['versions']['torch']}, onnxruntime {hw['versions']['onnxruntime']}")
+    return "\n".join(lines)

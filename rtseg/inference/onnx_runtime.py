@@ -1,0 +1,130 @@
+"""ONNX Runtime engine: sessions, and runners that take and return torch tensors.
+
+One graph is exported with two outputs, ``logits`` and ``labels`` (the argmax), and
+quantized once when int8 is asked for; the model-only and end-to-end runners are its two
+sub-graphs (``onnx.utils.Extractor``), so both figures time the very same weights. ONNX
+Runtime folds batch norm into the convolutions itself (``ORT_ENABLE_ALL``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtseg.errors import RtsegError
+from rtseg.inference.runner import Runner
+
+INPUT_NAME = "image"
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RtsegError("engine onnxruntime on cuda needs the onnxruntime-gpu package "
+                             f"(this one offers {', '.join(ort.get_available_providers())})")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def create_session(model: str | Path | bytes, device: str = "cpu", threads: int | None = None):
+    """An ``InferenceSession`` with every graph optimisation on and ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: the int8 graph's benign warnings would drown the output
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(source, options, providers=providers_for(device))
+    except RtsegError:
+        raise
+    except Exception as exc:
+        where = "the graph" if isinstance(model, bytes) else str(model)
+        raise RtsegError(f"ONNX Runtime cannot load {where}: {exc}".splitlines()[0]) from None
+
+
+def sub_graph(model_path: str | Path, output: str) -> bytes:
+    """The part of an ONNX graph that computes ``output`` alone, serialised."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(model_path))
+    inputs = [i.name for i in model.graph.input]
+    return Extractor(model).extract_model(inputs, [output]).SerializeToString()
+
+
+class OrtRunner(Runner):
+    """Feeds a torch tensor to a session and hands back a torch tensor.
+
+    On CPU the input is shared with ONNX Runtime without a copy (``Tensor.numpy``) and so
+    is the output (``torch.from_numpy``). On CUDA both are bound in place with IO binding,
+    so no host round trip is timed.
+    """
+
+    def __init__(self, session, output_name: str, **info):
+        super().__init__(fn=self._run, **info)
+        self.session = session
+        self.output_name = output_name
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cuda":
+            return self._run_cuda(x)
+        array = x.detach().contiguous().numpy()
+        return torch.from_numpy(self.session.run([self.output_name], {INPUT_NAME: array})[0])
+
+    def _run_cuda(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().contiguous()
+        binding = self.session.io_binding()
+        binding.bind_input(INPUT_NAME, "cuda", x.device.index or 0, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", x.device.index or 0)
+        self.session.run_with_iobinding(binding)
+        value = binding.get_outputs()[0]
+        return torch.from_dlpack(value.to_dlpack()) if hasattr(value, "to_dlpack") else torch.from_numpy(value.numpy())
+
+
+def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], batch: int, precision: str,
+                              device: str, threads: int | None, calibration=None,
+                              work_dir: str | Path | None = None) -> tuple[Runner, Runner]:
+    """(model-only, end-to-end) runners on one exported (and, for int8, quantized) graph."""
+    from rtseg.export import export_onnx
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="rtseg-ort-") as work:
+        path = export_onnx(model, Path(work) / "model.onnx", size, batch=batch)
+        details = {"graph": "fp32 ONNX, conv-transpose as sub-pixel conv"}
+        if precision == "int8":
+            from rtseg.inference.calibration import random_calibration
+            from rtseg.inference.quantize import quantize_int8
+
+            batches = calibration if calibration is not None else random_calibration(model, size, batch)
+            path = quantize_int8(path, Path(work) / "model-int8.onnx", batches)
+            details["graph"] = "int8 QDQ (u8 activations, per-channel s8 weights)"
+        elif precision == "fp16":
+            path = _to_float16(path, Path(work) / "model-fp16.onnx")
+            details["graph"] = "fp16 ONNX (float32 input and output)"
+        model_graph, labels_graph = sub_graph(path, "logits"), sub_graph(path, "labels")
+    sessions = [create_session(g, device, threads) for g in (model_graph, labels_graph)]
+    details["providers"] = sessions[0].get_providers()
+    details["build_s"] = round(time.perf_counter() - started, 3)
+    common = dict(engine="onnxruntime", precision=precision, device=device, details=details)
+    return (OrtRunner(sessions[0], "logits", output="logits", **common),
+            OrtRunner(sessions[1], "labels", output="labels", **common))
+
+
+def _to_float16(source: Path, target: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+    return target

@@ -1,0 +1,78 @@
+"""Which engine runs which precision on which device, and the one error when it cannot."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from rtseg.errors import RtsegError
+
+ENGINES = ("eager", "compile", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+DEVICES = ("cpu", "cuda")
+
+# How each engine runs each precision (the docs table is generated from the same words).
+HOW = {
+    ("eager", "fp32"): "PyTorch eager, batch norm folded, channels_last",
+    ("eager", "bf16"): "PyTorch eager under torch.autocast(bfloat16) (oneDNN, AMX where the CPU has it)",
+    ("eager", "fp16"): "PyTorch eager under torch.autocast(float16)",
+    ("compile", "fp32"): "torch.compile (inductor, weights frozen), batch norm folded",
+    ("compile", "bf16"): "torch.compile under torch.autocast(bfloat16)",
+    ("compile", "fp16"): "torch.compile under torch.autocast(float16)",
+    ("compile", "int8"): "PT2E static quantization (torchao X86InductorQuantizer) + torch.compile",
+    ("onnxruntime", "fp32"): "ONNX Runtime, all graph optimisations (it folds batch norm itself)",
+    ("onnxruntime", "fp16"): "ONNX Runtime on CUDA, weights and activations converted to float16",
+    ("onnxruntime", "int8"): "ONNX Runtime static quantization: QDQ, per-channel int8 weights, uint8 activations",
+}
+
+_WHY_NOT = {
+    ("eager", "int8"): "PyTorch has no fast eager int8 convolutions; use --engine onnxruntime "
+                       "(QDQ static quantization) or --engine compile",
+    ("onnxruntime", "bf16"): "ONNX Runtime's CPU and CUDA providers have no bfloat16 convolutions; "
+                             "use --engine eager or compile for bf16",
+}
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_choice(engine: str, precision: str, device: str) -> None:
+    """Raise ``RtsegError`` naming the alternatives when the combination cannot run."""
+    if engine not in ENGINES:
+        raise RtsegError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise RtsegError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if device not in DEVICES:
+        raise RtsegError(f"unknown device {device!r}; choose cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RtsegError("device 'cuda' asked for, but PyTorch sees no CUDA GPU")
+    reason = _WHY_NOT.get((engine, precision))
+    if reason is None and (engine, precision) == ("onnxruntime", "fp16") and device == "cpu":
+        reason = "ONNX Runtime's CPU provider has no float16 convolutions; use --device cuda or --precision int8"
+    if reason is None and (engine, precision) == ("compile", "int8") and device == "cuda":
+        reason = "int8 with torch.compile is an x86 CPU path here; use --device cpu"
+    if reason:
+        raise RtsegError(f"engine {engine!r} cannot run precision {precision!r}: {reason}")
+
+
+def autocast(precision: str, device: str):
+    """``torch.autocast`` for bf16/fp16, a no-op context for fp32 and int8."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
+def supported_combinations(device: str = "cpu") -> list[tuple[str, str]]:
+    """Every (engine, precision) that ``check_choice`` accepts on ``device`` (ignoring GPU presence)."""
+    combos = []
+    for engine in ENGINES:
+        for precision in PRECISIONS:
+            if (engine, precision) in _WHY_NOT:
+                continue
+            if device == "cpu" and (engine, precision) == ("onnxruntime", "fp16"):
+                continue
+            if device == "cuda" and (engine, precision) == ("compile", "int8"):
+                continue
+            combos.append((engine, precision))
+    return combos

@@ -1,0 +1,97 @@
+"""The PyTorch engines: ``eager`` and ``compile`` (inductor), in fp32, bf16, fp16 and (compile) int8.
+
+Both start from the same prepared copy of the model: eval mode, batch norm folded into the
+convolutions, optionally transposed convolutions rewritten as sub-pixel convolutions, and
+channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU).
+Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
+(``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from rtseg.inference.folding import fold_batch_norm
+from rtseg.inference.precision import autocast
+from rtseg.inference.runner import Runner
+from rtseg.inference.subpixel import rewrite_conv_transpose
+
+# Small enough to cost nothing, large enough for a stride-32 encoder.
+_PROBE_SIZE = (64, 64)
+
+
+class EndToEnd(nn.Module):
+    """Logits -> train ids: the argmax over classes, inside the timed (and compiled) region."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(1)
+
+
+def prepare_model(model: nn.Module, device: str = "cpu", *, fold_bn: bool = True, subpixel: bool = False,
+                  channels_last: bool = True) -> tuple[nn.Module, dict]:
+    """An inference copy of ``model`` and what was done to it (``bn_folded``, ``conv_transpose_rewritten``)."""
+    model = copy.deepcopy(model).eval().to(device)
+    probe = torch.randn(1, 3, *_PROBE_SIZE, device=device)
+    details = {"bn_folded": 0, "conv_transpose_rewritten": 0, "channels_last": bool(channels_last)}
+    if fold_bn:
+        model, details["bn_folded"] = fold_batch_norm(model, probe, inplace=True)
+    if subpixel:
+        details["conv_transpose_rewritten"] = rewrite_conv_transpose(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, details
+
+
+def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: bool):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(precision, device):
+            return module(x.contiguous(memory_format=memory_format))
+
+    return run
+
+
+def build_torch_runners(model: nn.Module, size: tuple[int, int], *, batch: int = 1, engine: str = "eager",
+                        precision: str = "fp32", device: str = "cpu", calibration=None,
+                        channels_last: bool | None = None, fold_bn: bool = True,
+                        subpixel: bool | None = None) -> tuple[Runner, Runner]:
+    started = time.perf_counter()
+    channels_last = True if channels_last is None else channels_last
+    subpixel = False if subpixel is None else subpixel
+    prepared, details = prepare_model(model, device, fold_bn=fold_bn, subpixel=subpixel,
+                                      channels_last=channels_last)
+    modules = (prepared, EndToEnd(prepared))
+    if engine == "compile":
+        example = torch.randn(batch, 3, *size, device=device)
+        if precision == "int8":
+            from rtseg.inference.pt2e import quantize_pt2e
+
+            modules = tuple(quantize_pt2e(m, example, calibration) for m in modules)
+            details["graph"] = "int8 PT2E (X86InductorQuantizer)"
+        modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
+        details["compile"] = "inductor, freezing, max-autotune off"
+    fns = [_eager_fn(m, precision, device, channels_last) for m in modules]
+    details["build_s"] = round(time.perf_counter() - started, 3)
+    common = dict(engine=engine, precision=precision, device=device, details=details)
+    return Runner(fns[0], output="logits", **common), Runner(fns[1], output="labels", **common)
+
+
+def _compile(module: nn.Module, example: torch.Tensor, precision: str, device: str, channels_last: bool):
+    """``torch.compile`` and run once, so compilation (with frozen weights) happens here, not in timing."""
+    import torch._inductor.config as inductor_config
+
+    compiled = torch.compile(module, dynamic=False)
+    with inductor_config.patch(freezing=True):
+        _eager_fn(compiled, precision, device, channels_last)(example)
+    return compiled
