@@ -22,6 +22,8 @@ COMMANDS = {
     "train": "rtseg.commands.train",
     "evaluate": "rtseg.commands.evaluate",
     "predict": "rtseg.commands.predict",
+    "speed": "rtseg.commands.speed",
+    "export": "rtseg.commands.export",
 }
 
 
