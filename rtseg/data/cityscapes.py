@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -109,44 +110,48 @@ def _name(image: Path) -> str:
     return image.name[: -len(IMAGE_SUFFIX)]
 
 
+def _open_png(path: str, what: str) -> np.ndarray:
+    """Decode with Pillow: a truncated or corrupt file raises a clean exception (cv2 returns
+    None and prints libpng noise; torchvision's decoders are deprecated since 0.29)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if what == "image" and im.mode != "RGB":
+                return np.array(im.convert("RGB"))
+            return np.array(im)
+    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
+        raise RtsegError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+
+
 def read_image(path: str) -> torch.Tensor:
     """RGB PNG -> uint8 tensor 3xHxW; a corrupt or unreadable file is an RtsegError naming it."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    try:
-        return decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise RtsegError(f"cannot read image {path}: {_first_line(exc)}") from None
+    pixels = _open_png(path, "image")
+    return torch.from_numpy(pixels).permute(2, 0, 1)  # channels-last view: what uint8 resize prefers
 
 
-def _decode_ids(path: str) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_png, read_file
-
-    try:
-        ids = decode_png(read_file(path), mode=ImageReadMode.UNCHANGED)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise RtsegError(f"cannot read label file {path}: {_first_line(exc)}") from None
-    if ids.shape[0] != 1:
-        raise RtsegError(f"label file {path} has {ids.shape[0]} channels; expected a single-channel "
+def _decode_ids(path: str) -> np.ndarray:
+    ids = _open_png(path, "label file")
+    if ids.ndim != 2:
+        raise RtsegError(f"label file {path} has {ids.shape[2]} channels; expected a single-channel "
                          f"id PNG (is it a _color.png?)")
-    return ids[0]
+    return ids
 
 
 def read_label_ids(path: str) -> torch.Tensor:
     """A ``labelIds`` PNG -> uint8 tensor HxW of official ids 0..33, checked."""
     ids = _decode_ids(path)
-    if ids.dtype != torch.uint8:
-        ids = ids.to(torch.int64)
-    top = int(ids.max()) if ids.numel() else 0
-    if top >= NUM_LABEL_IDS:
-        raise RtsegError(f"label file {path} holds label id {top}, outside the Cityscapes ids "
+    top = int(ids.max()) if ids.size else 0
+    if top >= NUM_LABEL_IDS or (ids.size and int(ids.min()) < 0):
+        bad = top if top >= NUM_LABEL_IDS else int(ids.min())
+        raise RtsegError(f"label file {path} holds label id {bad}, outside the Cityscapes ids "
                          f"0..{NUM_LABEL_IDS - 1} (a labelTrainIds or colour file?)")
-    return ids.to(torch.uint8)
+    return torch.from_numpy(ids.astype(np.uint8, copy=False))
 
 
 def read_id_map(path: str) -> torch.Tensor:
     """Single-channel 8- or 16-bit id PNG (e.g. ``instanceIds``) -> int64 tensor HxW."""
-    return _decode_ids(path).to(torch.int64)
+    return torch.from_numpy(_decode_ids(path).astype(np.int64))
 
 
 def _first_line(exc: BaseException) -> str:
