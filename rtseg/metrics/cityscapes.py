@@ -1,0 +1,327 @@
+"""Class IoU, class iIoU, category IoU and category iIoU exactly as the official Cityscapes evaluator.
+
+The official ``cityscapesscripts`` evaluator (``evalPixelLevelSemanticLabeling.py``) is the
+reference; this module follows each of its rules, in label-id space (0..33):
+
+* one 34x34 confusion matrix (rows: ground truth, columns: prediction) over the whole set;
+* IoU = TP / (TP + FP + FN). FN is the whole ground-truth row minus TP, so predicting an
+  ignored id on an evaluated pixel is a false negative; FP only comes from rows of evaluated
+  classes, so anything predicted on ignored ground truth is not counted;
+* iIoU, for person, rider, car, truck, bus, train, motorcycle and bicycle: every instance
+  (instance id > 1000, label = id // 1000, per image) adds its TP and FN weighted by
+  ``avgClassSize[class] / instance size``; FP is the unweighted IoU one. Crowd regions (an
+  instance map holding the plain label id) count in IoU but are no instance;
+* category IoU merges the evaluated classes of a category; category iIoU exists for human
+  and vehicle, where any id of the category, caravan and trailer included, is a hit;
+* a score whose denominator is 0 is undefined (NaN officially, ``None`` here) and means skip it.
+
+Why hand-written: the official evaluator loops in Python over instances (one full-image mask
+per instance) and is CPU/numpy only; torchmetrics' ``JaccardIndex`` has neither the
+ignored-prediction rule nor iIoU. Here an image costs a few narrow full-image passes (byte
+comparisons of neighbouring pixels and one ``nonzero``): label maps are piecewise constant, so
+the image is cut into runs of equal (prediction, ground truth, instance) and all counting is
+done on the runs, typically 1-5 % of the pixels. It runs on whatever device the tensors live
+on, and the state is a few tensors that ``torch.distributed`` can sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from rtseg.errors import RtsegError
+from rtseg.metrics import label_space as ls
+
+_NUM_IDS = ls.NUM_LABEL_IDS
+_NUM_INSTANCE_CLASSES = len(ls.INSTANCE_IDS)
+# State: name -> (shape, dtype). Counts are int64 (exact), weighted sums float64 (as the official).
+_STATE = {
+    "confusion": ((_NUM_IDS, _NUM_IDS), torch.int64),
+    "instance_tp_weighted": ((_NUM_INSTANCE_CLASSES,), torch.float64),
+    "instance_fn_weighted": ((_NUM_INSTANCE_CLASSES,), torch.float64),
+    "category_tp_weighted": ((_NUM_INSTANCE_CLASSES,), torch.float64),
+    "category_fn_weighted": ((_NUM_INSTANCE_CLASSES,), torch.float64),
+    "images": ((), torch.int64),
+    "images_without_instances": ((), torch.int64),
+}
+
+
+class CityscapesMetrics:
+    """Accumulates predictions and ground truth (label ids) and scores them as the official evaluator.
+
+    ``update`` takes ``[N, H, W]`` or ``[H, W]`` integer tensors (or numpy arrays) of label ids
+    0..33; convert train-id predictions first with ``rtseg.data.labels.train_to_label_ids``.
+    Without ``gt_instance_ids`` the iIoU scores are ``None``. In distributed evaluation every
+    rank updates with its share, then calls ``all_reduce()`` once before ``compute()``.
+    """
+
+    def __init__(self, device: torch.device | str | None = None):
+        # device=None: the state follows the tensors of the first update (no copy of a CUDA batch).
+        self._device_fixed = device is not None
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._tables_device: torch.device | None = None
+        self.reset()
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        for name, (shape, dtype) in _STATE.items():
+            setattr(self, name, torch.zeros(shape, dtype=dtype, device=self.device))
+        self._reduced = False
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The accumulated sums (all additive): what ``all_reduce`` sums and ``add_state`` adds."""
+        return {name: getattr(self, name) for name in _STATE}
+
+    def add_state(self, state: Mapping[str, Any]) -> None:
+        """Adds another accumulator's ``state()`` (tensors or numpy arrays), e.g. from a worker process."""
+        for name in _STATE:
+            getattr(self, name).add_(torch.as_tensor(state[name]).to(self.device))
+
+    def _to(self, device: torch.device) -> None:
+        for name in _STATE:
+            setattr(self, name, getattr(self, name).to(device))
+        self.device = device
+
+    def _tables(self) -> dict[str, torch.Tensor]:
+        if self._tables_device != self.device:
+            tables = {
+                "row_class": ls.INSTANCE_ROW_CLASS,
+                "row_label": ls.INSTANCE_ROW_LABEL,
+                "row_average_size": ls.INSTANCE_ROW_AVERAGE_SIZE,
+                "category_by_id": ls.CATEGORY_INDEX_BY_ID,
+            }
+            self._table_cache = {k: v.to(self.device) for k, v in tables.items()}
+            self._tables_device = self.device
+        return self._table_cache
+
+    # ---------------------------------------------------------------- update
+    @torch.no_grad()
+    def update(self, pred_label_ids, gt_label_ids, gt_instance_ids=None) -> None:
+        pred, gt, instances = _as_batches(pred_label_ids, gt_label_ids, gt_instance_ids)
+        if not self._device_fixed and pred.device != self.device:
+            self._to(pred.device)
+        pred, gt = pred.to(self.device), gt.to(self.device)
+        instances = instances.to(self.device) if instances is not None else None
+        for n in range(pred.shape[0]):
+            self._update_image(pred[n], gt[n], instances[n] if instances is not None else None)
+
+    def _update_image(self, pred: torch.Tensor, gt: torch.Tensor, instances: torch.Tensor | None) -> None:
+        maps = [pred, gt] if instances is None else [pred, gt, instances]
+        maps = [m.reshape(-1) for m in maps]
+        # uint16 (16-bit PNG instance maps) has few kernels, on CUDA especially: work on the
+        # same bits as int16 and restore the unsigned value on the few gathered run values.
+        unsigned16 = [m.dtype == torch.uint16 for m in maps]
+        maps = [m.view(torch.int16) if u else m.to(torch.int64) if m.dtype in _WIDE_UNSIGNED else m
+                for m, u in zip(maps, unsigned16)]
+        starts, lengths = _runs(maps)
+        run_values = [m.index_select(0, starts).to(torch.int64) for m in maps]
+        run_values = [v & 0xFFFF if u else v for v, u in zip(run_values, unsigned16)]
+        pred_ids, gt_ids = run_values[0], run_values[1]
+        instance_ids = run_values[2] if instances is not None else None
+        # Every value of a map starts some run, so checking the run values checks every pixel.
+        _check_ids(pred_ids, gt_ids, instance_ids)
+
+        pairs = torch.bincount(gt_ids * _NUM_IDS + pred_ids, weights=lengths.to(torch.float64),
+                               minlength=_NUM_IDS * _NUM_IDS)  # float64 counts: exact below 2**53
+        self.confusion += pairs.to(torch.int64).view(_NUM_IDS, _NUM_IDS)
+        self.images += 1
+        if instance_ids is None:
+            self.images_without_instances += 1
+        else:
+            self._update_instances(pred_ids, instance_ids, lengths)
+
+    def _update_instances(self, pred_ids: torch.Tensor, instance_ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Adds one image's instances from its runs: size, TP and category TP per instance id.
+
+        Instance ids of the instance classes (24000..33999) index rows; every other id (stuff,
+        crowd, caravan, trailer, anything not above 1000) goes to a dump row with weight 0.
+        """
+        tables = self._tables()
+        num_rows = len(tables["row_class"])
+        rows = instance_ids - ls.INSTANCE_ROWS_START
+        in_range = (rows >= 0) & (rows < num_rows)
+        scored = in_range & (tables["row_class"][torch.where(in_range, rows, 0)] < _NUM_INSTANCE_CLASSES)
+        rows, pred_ids, lengths = rows[scored], pred_ids[scored], lengths[scored].to(torch.float64)
+        label = tables["row_label"][rows]
+        category_by_id = tables["category_by_id"]
+        class_hit = pred_ids == label
+        category_hit = category_by_id[pred_ids] == category_by_id[label]
+
+        def per_row(weights: torch.Tensor) -> torch.Tensor:
+            return torch.bincount(rows, weights=weights, minlength=num_rows)
+
+        size, tp, category_tp = per_row(lengths), per_row(lengths * class_hit), per_row(lengths * category_hit)
+        # weight = avgClassSize / size; rows without pixels or unscored have weight 0 (no 0/0)
+        weight = tables["row_average_size"] / size.clamp(min=1)
+        for name, values in (
+            ("instance_tp_weighted", tp),
+            ("instance_fn_weighted", size - tp),
+            ("category_tp_weighted", category_tp),
+            ("category_fn_weighted", size - category_tp),
+        ):
+            sums = torch.zeros(_NUM_INSTANCE_CLASSES + 1, dtype=torch.float64, device=self.device)
+            sums.index_add_(0, tables["row_class"], values * weight)
+            getattr(self, name).add_(sums[:_NUM_INSTANCE_CLASSES])
+
+    # ----------------------------------------------------------- distributed
+    def all_reduce(self) -> "CityscapesMetrics":
+        """Sums the state over all ``torch.distributed`` ranks (no-op when not initialised). Call once."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        if self._reduced:
+            raise RuntimeError("CityscapesMetrics.all_reduce() called twice without reset(): "
+                               "the state already holds the sum over all ranks")
+        backend = str(dist.get_backend())
+        # NCCL only reduces CUDA tensors: a CPU state travels through the rank's current GPU.
+        via_cuda = self.device.type == "cpu" and "nccl" in backend and "gloo" not in backend
+        for name in _STATE:
+            tensor = getattr(self, name)
+            if via_cuda:
+                on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+                dist.all_reduce(on_gpu)
+                tensor.copy_(on_gpu.cpu())
+            else:
+                dist.all_reduce(tensor)
+        self._reduced = True
+        return self
+
+    # --------------------------------------------------------------- compute
+    def compute(self) -> dict[str, Any]:
+        """The four scores (fractions, ``None`` when undefined), per-class and per-category dicts, confusion."""
+        confusion = self.confusion.cpu().numpy()
+        with_instances = int(self.images_without_instances) == 0 and int(self.images) > 0
+        tp_w, fn_w, cat_tp_w, cat_fn_w = (
+            getattr(self, n).cpu().numpy()
+            for n in ("instance_tp_weighted", "instance_fn_weighted", "category_tp_weighted", "category_fn_weighted")
+        )
+
+        evaluated = list(ls.EVALUATED_IDS)
+        class_iou, class_iiou = {}, {}
+        for label_id, name in zip(ls.EVALUATED_IDS, ls.EVALUATED_NAMES):
+            tp = int(confusion[label_id, label_id])
+            fn = int(confusion[label_id, :].sum()) - tp
+            fp = int(confusion[evaluated, label_id].sum()) - tp
+            class_iou[name] = _ratio(tp, tp + fp + fn)
+            class_iiou[name] = None
+            if with_instances and label_id in ls.INSTANCE_IDS:
+                k = ls.INSTANCE_IDS.index(label_id)
+                class_iiou[name] = _ratio(tp_w[k], tp_w[k] + fp + fn_w[k])
+
+        category_iou, category_iiou = {}, {}
+        for category in ls.CATEGORY_NAMES:
+            ids = list(ls.CATEGORY_EVALUATED_IDS[category])
+            other_rows = [i for i in evaluated if i not in ids]
+            tp = int(confusion[np.ix_(ids, ids)].sum())
+            fn = int(confusion[ids, :].sum()) - tp
+            fp = int(confusion[np.ix_(other_rows, ids)].sum())
+            category_iou[category] = _ratio(tp, tp + fp + fn)
+            category_iiou[category] = None
+            if with_instances and category in ls.INSTANCE_CATEGORY_NAMES:
+                all_ids = list(ls.INSTANCE_CATEGORY_IDS[category])
+                members = [k for k, i in enumerate(ls.INSTANCE_IDS) if i in all_ids]
+                fp = int(confusion[np.ix_(other_rows, all_ids)].sum())
+                tp_c, fn_c = float(cat_tp_w[members].sum()), float(cat_fn_w[members].sum())
+                category_iiou[category] = _ratio(tp_c, tp_c + fp + fn_c)
+
+        return {
+            "miou": _mean(class_iou.values()),
+            "miiou": _mean(class_iiou.values()),
+            "category_miou": _mean(category_iou.values()),
+            "category_miiou": _mean(category_iiou.values()),
+            "class_iou": class_iou,
+            "class_iiou": class_iiou,
+            "category_iou": category_iou,
+            "category_iiou": category_iiou,
+            "confusion": confusion.tolist(),
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else float(numerator) / float(denominator)
+
+
+def _mean(values) -> float | None:
+    defined = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else None
+
+
+_WIDE_UNSIGNED = (torch.uint32, torch.uint64)
+
+
+def _mark_changes(values: torch.Tensor, changed: torch.Tensor, first: bool) -> None:
+    """Sets ``changed[j]`` (j >= 1) where ``values[j] != values[j - 1]``; ``first`` overwrites, else ORs.
+
+    Wider than a byte, XOR then ``bool()``: PyTorch's CPU kernels vectorise these but not
+    16/32-bit comparisons, which take several times longer on a full-size image.
+    """
+    target = changed[1:]
+    if values.element_size() == 1:
+        if first:
+            torch.ne(values[1:], values[:-1], out=target)
+            return
+        differ = values[1:] != values[:-1]
+    else:
+        differ = (values[1:] ^ values[:-1]).bool()
+    if first:
+        target.copy_(differ)
+    else:
+        target |= differ
+
+
+def _runs(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start index and length of each run of pixels on which every map is constant."""
+    changed = torch.empty(maps[0].numel(), dtype=torch.bool, device=maps[0].device)
+    changed[0] = True
+    for k, values in enumerate(maps):
+        _mark_changes(values, changed, first=k == 0)
+    starts = torch.nonzero(changed).view(-1)
+    end = torch.tensor([changed.numel()], dtype=starts.dtype, device=starts.device)
+    return starts, torch.diff(starts, append=end)
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a tensor or numpy array, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise RtsegError(f"{what} must hold integer label ids, got dtype {x.dtype}")
+    if x.dim() not in (2, 3) or x.numel() == 0:
+        raise RtsegError(f"{what} must be [H, W] or [N, H, W], got shape {tuple(x.shape)}")
+    return x if x.dim() == 3 else x.unsqueeze(0)
+
+
+def _as_batches(pred, gt, instances):
+    pred = _as_tensor(pred, "prediction")
+    gt = _as_tensor(gt, "ground truth")
+    if pred.shape != gt.shape:
+        raise RtsegError(f"prediction shape {tuple(pred.shape)} differs from ground truth shape {tuple(gt.shape)}")
+    if instances is not None:
+        instances = _as_tensor(instances, "ground-truth instance ids")
+        if instances.shape != gt.shape:
+            raise RtsegError(f"instance-id shape {tuple(instances.shape)} differs from ground truth "
+                             f"shape {tuple(gt.shape)}")
+    return pred, gt, instances
+
+
+def _check_ids(pred: torch.Tensor, gt: torch.Tensor, instances: torch.Tensor | None) -> None:
+    """Ids out of range would corrupt the histogram keys; the official evaluator refuses them too."""
+    extremes = [*torch.aminmax(pred), *torch.aminmax(gt)]
+    if instances is not None:
+        extremes += torch.aminmax(instances)
+    values = torch.stack(extremes).tolist()  # one device sync
+    for what, low, high in (("prediction", values[0], values[1]), ("ground truth", values[2], values[3])):
+        if low < 0 or high >= _NUM_IDS:
+            bad = low if low < 0 else high
+            raise RtsegError(f"{what} holds id {bad}, not a Cityscapes label id (0..{_NUM_IDS - 1}); "
+                             f"train-id maps convert with rtseg.data.labels.train_to_label_ids")
+    if instances is not None and (values[4] < 0 or values[5] > ls.MAX_INSTANCE_ID):
+        bad = values[4] if values[4] < 0 else values[5]
+        raise RtsegError(f"ground-truth instance id {bad} is not a Cityscapes instance id "
+                         f"(label id * 1000 + index, 0..{ls.MAX_INSTANCE_ID})")
