@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train", help="train a model from a YAML config (torchrun -m rtseg train for several GPUs)",
         description="Train a model from a YAML config. Several GPUs or machines: "
                     "torchrun --nproc_per_node=N -m rtseg train CONFIG.yaml ...")
-    parser.add_argument("config", nargs="?", help="YAML config (see configs/); optional with --resume")
+    parser.add_argument("config", nargs="?",
+                        help="YAML config (see configs/); without it the paper's recipe plus --set; "
+                             "optional with --resume --out")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.lr=3e-4 --set train.batch_size=8")
     parser.add_argument("--out", help="output folder (default runs/<config name>)")
@@ -32,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    elif args.resume and args.out:
+    elif args.resume:
+        if not args.out:
+            raise RtsegError("--resume needs --out DIR (the run to continue) or the run's CONFIG.yaml")
         # The run's own config, from its checkpoint (plus any --set, e.g. data.root).
         data = load_checkpoint(Path(args.out) / LAST)["config"]
         for item in args.overrides:
@@ -40,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(data, str(Path(args.out) / LAST))
         out = Path(args.out)
     else:
-        raise RtsegError("give a CONFIG.yaml (or --resume --out DIR to continue a run with its own config)")
+        # No file: the paper's recipe (the defaults) with the --set overrides.
+        config = load_config(None, args.overrides)
+        out = Path(args.out) if args.out else Path("runs") / config.model.name
 
     result = train(config, out, resume=args.resume)
     if result.model is not None and _is_main():

@@ -1,0 +1,98 @@
+"""Training configs: typed keys, overrides, inheritance, and the shipped configs/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtseg.engine.config import TrainConfig, config_differences, load_config
+from rtseg.errors import RtsegError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Table 1 of the paper (NOTES.md): 7 fine-only rows, 2 coarse rows as (pre-training, fine-tuning).
+TABLE1_FINE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "unet-resnet18", "unet-mobilenet_v1",
+               "unet-shufflenet_v1", "dilation-mobilenet_v1", "dilation-shufflenet_v1")
+TABLE1_COARSE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1")
+
+
+def test_defaults_are_the_paper_recipe():
+    config = load_config()
+    assert config.optim.name == "adam" and config.optim.lr == 1e-4 and config.optim.weight_decay == 5e-4
+    assert config.data.class_weights == "enet" and config.model.pretrained is True
+    assert config.data.crop == (512, 1024)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=fast", "optim.lr"),
+    ("train.batch_size=2.5", "train.batch_size"),
+    ("train.batch_size=true", "train.batch_size"),
+    ("model.pretrained=3", "model.pretrained"),
+    ("data.crop=[1, 2, 3]", "data.crop"),
+    ("train.precision=fp8", "train.precision"),
+    ("data.synthetic.sise=[64, 128]", "data.synthetic.sise"),
+    ("optim.learning_rate=0.1", "optim.learning_rate"),
+    ("nonsense=1", "nonsense"),
+])
+def test_wrong_key_or_type_is_refused_with_the_key_name(override, key):
+    with pytest.raises(RtsegError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_overrides_are_typed_and_iterations_replace_epochs():
+    config = load_config(None, ["optim.lr=3e-4", "data.crop=[64, 128]", "model.options={width: 0.5}",
+                                "model.pretrained=weights/enc.pth", "train.iterations=50"])
+    assert config.optim.lr == pytest.approx(3e-4) and isinstance(config.optim.lr, float)
+    assert config.data.crop == (64, 128)
+    assert config.model.options == {"width": 0.5}
+    assert config.model.pretrained == "weights/enc.pth"
+    assert config.train.iterations == 50 and config.train.epochs is None
+
+
+def test_base_inheritance_and_both_budgets_refused(tmp_path):
+    (tmp_path / "parent.yaml").write_text("model: {name: unet-resnet18, options: {fusion: concat}}\n"
+                                          "optim: {lr: 0.01}\ntrain: {epochs: 3}\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nmodel: {options: {}}\ntrain: {batch_size: 2}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert config.model.name == "unet-resnet18" and config.model.options == {}  # options replaced whole
+    assert config.optim.lr == 0.01 and config.train.epochs == 3 and config.train.batch_size == 2
+    (tmp_path / "both.yaml").write_text("train: {epochs: 3, iterations: 10}\n")
+    with pytest.raises(RtsegError, match="exactly one of train.epochs and train.iterations"):
+        load_config(tmp_path / "both.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(RtsegError, match="loop"):
+        load_config(tmp_path / "loop.yaml")
+    with pytest.raises(RtsegError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_round_trip_through_a_dict_and_differences():
+    config = load_config(None, ["data.synthetic={train: 4}", "data.root=null"])
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config
+    changed = load_config(None, ["data.synthetic={train: 4}", "data.root=null", "optim.lr=1"]).to_dict()
+    assert config_differences(config.to_dict(), changed) == ["optim.lr"]
+
+
+def test_shipped_configs_cover_table1_with_the_paper_recipe():
+    from rtseg.models.factory import split_model_name
+
+    names = {path.stem for path in CONFIGS.glob("*.yaml")}
+    for model in TABLE1_FINE:
+        assert model in names
+    for model in TABLE1_COARSE:
+        coarse = load_config(CONFIGS / f"{model}-coarse.yaml")
+        fine = load_config(CONFIGS / f"{model}-coarse-fine.yaml")
+        assert coarse.data.annotation == "coarse" and coarse.data.train_split == "train_extra"
+        assert fine.data.annotation == "fine"
+        assert fine.model.init_from == f"runs/{model}-coarse/last.pt"  # the default --out of stage 1
+    assert "skipnet-vgg16" in names  # FCN8s, Table 3
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = load_config(path)
+        if path.stem == "synthetic_quick":
+            continue
+        assert (config.optim.name, config.optim.lr, config.optim.weight_decay) == ("adam", 1e-4, 5e-4), path
+        assert config.data.class_weights == "enet" and config.data.val_size == (512, 1024), path
+        assert config.model.pretrained is True or config.model.init_from, path
+        decoder, encoder = split_model_name(config.model.name)  # a registered encoder and decoder
+        assert path.stem.startswith(f"{decoder}-{encoder}") or path.stem == "paper_recipe", path
