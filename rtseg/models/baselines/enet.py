@@ -27,10 +27,10 @@ Cost (checked in ``tests/test_baselines.py``): 0.365M parameters for 19 classes;
 paper's Table 3 (Paszke et al. 2016) states 0.37M (the RTSeg paper lists no parameter counts).
 At 360x640 the convolutions cost 3.45 GFLOPs (2 x multiply-adds, ``rtseg flops --model enet
 --size 360x640``), the same as a hand count of them; the ENet paper's Table 3, copied by the
-RTSeg paper's Table 3, states 3.83 GFLOPs without saying how it counted. The 11% gap is not
-the element-wise work (BN, PReLU, biases, additions and pooling come to about 0.13 GFLOPs);
-it is about the size of charging each transposed convolution its whole kernel at every
-output pixel, a common over-count (3.93 GFLOPs). docs/baselines.md shows both counts.
+RTSeg paper's Table 3, states 3.83 GFLOPs without saying how it counted. Ours is 10% lower.
+Element-wise work does not explain the gap (BN, PReLU, biases, additions and pooling come to
+about 0.13 GFLOPs); charging each transposed convolution its whole kernel at every output
+pixel, a common over-count, would (3.93 GFLOPs). docs/baselines.md shows both counts.
 """
 
 from __future__ import annotations
