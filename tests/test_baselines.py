@@ -149,7 +149,8 @@ def test_segnet_loads_plain_vgg16_convolutions_and_keeps_bn_at_init(tmp_path):
         assert torch.equal(conv.weight, state[f"features.{index}.weight"])
         assert torch.equal(conv.bias, state[f"features.{index}.bias"])
     for bn in (m for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)):
-        assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+        assert torch.equal(bn.weight, torch.ones_like(bn.weight))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
 
 
 def test_segnet_refuses_weights_that_do_not_fit(tmp_path):
