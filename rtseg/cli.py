@@ -21,6 +21,7 @@ COMMANDS = {
     "synth": "rtseg.commands.synth",
     "train": "rtseg.commands.train",
     "evaluate": "rtseg.commands.evaluate",
+    "score": "rtseg.commands.score",
     "predict": "rtseg.commands.predict",
     "speed": "rtseg.commands.speed",
     "export": "rtseg.commands.export",

@@ -1,0 +1,45 @@
+"""``rtseg score PRED_DIR --gt ROOT_OR_DIR [--split val] [--workers N] [--json]``: score any method's labelId PNGs."""
+
+from __future__ import annotations
+
+import argparse
+
+SCORE_KEYS = ("miou", "miiou", "category_miou", "category_miiou",
+              "class_iou", "class_iiou", "category_iou", "category_iiou")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "score", help="score labelId PNGs against Cityscapes ground truth (official IoU and iIoU)",
+        description="Scores labelId PNGs (label ids 0..33, as the test server takes them) named "
+                    "<city>_<seq>_<frame>*.png anywhere under PRED_DIR against the Cityscapes ground "
+                    "truth, with the official evaluator's class/category IoU and iIoU.")
+    parser.add_argument("pred_dir", metavar="PRED_DIR", help="folder of prediction PNGs (searched recursively)")
+    parser.add_argument("--gt", required=True, metavar="ROOT_OR_DIR",
+                        help="Cityscapes root (gtFine/<split>/ is read) or a folder of *_gtFine_labelIds.png "
+                             "and *_gtFine_instanceIds.png files")
+    parser.add_argument("--split", default=None, help="split under ROOT/gtFine (default val)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding processes (default: CPU count, at most 8; 0 = this process)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from rtseg.commands.common import print_json
+    from rtseg.metrics import format_table
+    from rtseg.metrics.folders import score_folders
+
+    results = score_folders(args.pred_dir, args.gt, split=args.split, workers=args.workers,
+                            progress=not args.json)
+    if not results["instances"]:
+        print(f"rtseg score: note: no *_gtFine_instanceIds.png beside the ground truth in {args.gt}; "
+              f"iIoU scores are undefined (null)", file=sys.stderr)
+    if args.json:
+        print_json({"images": results["images"], **{key: results[key] for key in SCORE_KEYS}})
+    else:
+        print(f"{results['images']} images: {args.pred_dir} against {args.gt}\n")
+        print(format_table(results))
+    return 0
