@@ -81,27 +81,43 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
 def _export_program(module: nn.Module, size: tuple[int, int], batch: int, dynamic: bool, name: str):
     """``torch.export`` the module; with ``dynamic``, batch, height and width free where the model allows.
 
-    Our decoders crop feature maps to sizes read as Python ints, which pins height and width
-    to the export size; ``torch.export`` says so (a constraint violation) and we then keep
-    only the batch free. The batch is traced at 2 at least, since 1 would be specialised.
+    ``Dim.AUTO`` lets ``torch.export`` keep an axis symbolic unless the code pins it (our
+    decoders crop feature maps to sizes read as Python ints, which pins height and width);
+    ``onnx_input_size`` then tells which axes stayed free. The batch is traced at 2 at least,
+    since a batch of 1 would be specialised.
     """
     from torch.export import Dim
 
-    def run(shapes):
-        example = torch.randn(max(batch, 2) if shapes else batch, 3, *size)
+    def trace(free_axes: tuple[int, ...]):
+        shapes = {"image": {axis: Dim.AUTO for axis in free_axes}} if free_axes else None
+        example = torch.randn(max(batch, 2) if free_axes else batch, 3, *size)
         with torch.no_grad():
             return torch.export.export(module, (example,), dynamic_shapes=shapes, strict=False)
 
     try:
         if not dynamic:
-            return run(None)
-        try:
-            return run({"image": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}})
-        except torch._dynamo.exc.UserError:
-            return run({"image": {0: Dim("batch")}})
+            return trace(())
+        program = trace((0, 2, 3))
+        if _pinned_axes(program) & {2, 3}:
+            program = trace((0,))  # declare only what really is free
+        return program
     except Exception as exc:
         raise RtsegError(f"ONNX export of {name} failed in torch.export: {type(exc).__name__}: {exc}"
                          .splitlines()[0]) from None
+
+
+def _pinned_axes(program) -> set[int]:
+    """Input axes that tracing turned into constants although they were marked ``Dim.AUTO``.
+
+    A pinned axis still carries a symbol in the exported input, which ONNX would declare free
+    while the graph inside only works at the traced size; its recorded value says the truth.
+    """
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == "image")
+    pinned = set()
+    for axis, dim in enumerate(node.meta["val"].shape):
+        if not isinstance(dim, torch.SymInt) or not dim.node.expr.free_symbols:
+            pinned.add(axis)
+    return pinned
 
 
 def check_onnx(path: str | Path) -> None:

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise RtsegError(f"--batch must be positive, got {args.batch}")
+    if Path(args.output).suffix != ".onnx":
+        raise RtsegError(f"--output {args.output} must end in .onnx")
     if args.int8 and not args.calibration_data:
         raise RtsegError("--int8 needs --calibration-data ROOT (static quantization calibrates on real images)")
     if args.calibration_data and not args.int8:

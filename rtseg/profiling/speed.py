@@ -8,7 +8,8 @@ Protocol (``measure_speed``):
    ``[N,H,W]`` label map out: forward pass plus argmax over classes).
 2. Warm-up: each runner runs until its timings settle, i.e. the median of the last
    ``window`` runs differs from the median of the ``window`` before by less than
-   ``tolerance`` (5 %), or ``max_warmup`` runs have passed (then ``settled`` is False).
+   ``tolerance`` (5 %), or ``max_warmup`` runs (50) or ``max_warmup_seconds`` (60 s) have
+   passed (then ``settled`` is False and the report says so).
 3. At least 20 timed runs of each, alternating model-only and end-to-end, so a change in
    the machine's load (a shared CPU) hits both figures alike. Each run is timed alone,
    with ``time.perf_counter`` on CPU and CUDA events (after ``torch.cuda.synchronize``) on
@@ -74,16 +75,18 @@ class WarmUp:
     last_median_ms: float
 
 
-def settle(step: Callable[[], float], *, window: int = 5, tolerance: float = 0.05, max_runs: int = 50) -> WarmUp:
+def settle(step: Callable[[], float], *, window: int = 5, tolerance: float = 0.05, max_runs: int = 50,
+           max_seconds: float | None = None) -> WarmUp:
     """Call ``step`` (one run, returns its seconds) until the timings settle; see the module docstring.
 
     Settled means: the median of the last ``window`` runs is within ``tolerance`` (relative)
-    of the median of the ``window`` runs before. At most ``max_runs`` calls.
+    of the median of the ``window`` runs before. At most ``max_runs`` calls, and no new call
+    once the recorded runs add up to ``max_seconds`` (a busy machine may never settle).
     """
     if window < 1 or max_runs < 1:
         raise ValueError("window and max_runs must be positive")
     times: list[float] = []
-    while len(times) < max_runs:
+    while len(times) < max_runs and (max_seconds is None or sum(times) < max_seconds):
         times.append(step())
         if len(times) >= 2 * window:
             last = statistics.median(times[-window:])
@@ -189,14 +192,16 @@ def example_input(model: nn.Module, size: tuple[int, int], batch: int = 1, devic
 def measure_speed(model: nn.Module, size: tuple[int, int], batch: int = 1, engine: str = "eager",
                   precision: str = "fp32", threads: int | None = None, device: str = "cpu", *,
                   runs: int = MIN_RUNS, warmup_window: int = 5, warmup_tolerance: float = 0.05,
-                  max_warmup: int = 50, calibration=None, measure_peak: bool = True,
+                  max_warmup: int = 50, max_warmup_seconds: float | None = 60.0, calibration=None,
+                  measure_peak: bool = True, peak_matrix: int | None = None,
                   channels_last: bool | None = None, fold_bn: bool = True, subpixel: bool | None = None,
                   runners=None) -> SpeedResult:
     """Time ``model`` at ``size`` (``(H, W)``) with ``engine`` and ``precision``; see the module docstring.
 
     ``threads`` sets PyTorch's intra-op threads for the measurement (restored afterwards)
     and ONNX Runtime's; None keeps PyTorch's current number. ``runs`` below 20 is allowed for
-    tests only: the protocol asks for 20. ``calibration`` (int8) yields normalised batches;
+    tests only: the protocol asks for 20. ``peak_matrix`` overrides the roofline's matrix size
+    (tests use a small one). ``calibration`` (int8) yields normalised batches;
     ``runners`` (a ``(model_only, end_to_end)`` pair from ``rtseg.inference.build_runners``)
     skips building them again, e.g. when a benchmark measures the same setting repeatedly.
     """
@@ -215,14 +220,14 @@ def measure_speed(model: nn.Module, size: tuple[int, int], batch: int = 1, engin
         model_runner, e2e_runner = runners
         x = example_input(model, size, batch, device)
         steps = [stopwatch(model_runner, x, device), stopwatch(e2e_runner, x, device)]
-        warmups = [settle(step, window=warmup_window, tolerance=warmup_tolerance, max_runs=max_warmup)
-                   for step in steps]
+        warmups = [settle(step, window=warmup_window, tolerance=warmup_tolerance, max_runs=max_warmup,
+                          max_seconds=max_warmup_seconds) for step in steps]
         model_times, e2e_times = time_interleaved(steps, runs)
         peak = None
         if measure_peak:
             from rtseg.profiling.roofline import measure_peak as matmul_peak
 
-            peak = matmul_peak(precision, device, threads=threads).as_dict()
+            peak = matmul_peak(precision, device, matrix=peak_matrix, threads=threads).as_dict()
         hardware = describe(device, threads)
     finally:
         torch.set_num_threads(previous_threads)
@@ -232,5 +237,6 @@ def measure_speed(model: nn.Module, size: tuple[int, int], batch: int = 1, engin
         gflops=count_flops(model, size) / 1e9, params=count_params(model),
         end_to_end=TimingStats.from_seconds(e2e_times, batch), model_only=TimingStats.from_seconds(model_times, batch),
         warmup={"model_only": asdict(warmups[0]), "end_to_end": asdict(warmups[1]),
-                "window": warmup_window, "tolerance": warmup_tolerance, "max_runs": max_warmup},
+                "window": warmup_window, "tolerance": warmup_tolerance, "max_runs": max_warmup,
+                "max_seconds": max_warmup_seconds},
         peak=peak, hardware=hardware, settings=dict(model_runner.details))

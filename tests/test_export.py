@@ -1,0 +1,173 @@
+"""ONNX export (checked against PyTorch), int8 export with calibration and mIoU, video round trip."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rtseg
+from rtseg.cli import main
+from rtseg.errors import RtsegError
+from rtseg.export import Agreement, onnx_input_size, require_agreement
+
+SIZE = "32x64"
+TINY = ["--model", "skipnet-mobilenet_v1", "-O", "width=0.25"]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    from rtseg.data.synthetic import generate_synthetic_cityscapes
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_cityscapes(root, train=2, val=2, test=0, size=(32, 64), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint in the trainer's format, with non-trivial batch-norm statistics."""
+    from rtseg.engine.checkpoint import FORMAT, VERSION, save_atomic
+
+    torch.manual_seed(0)
+    model = rtseg.create_model("skipnet-mobilenet_v1", width=0.25)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.uniform_(0.5, 1.5)
+            module.running_mean.normal_(0, 0.1)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_atomic({"format": FORMAT, "version": VERSION, "model_name": "skipnet-mobilenet_v1", "num_classes": 19,
+                 "model_options": {"width": 0.25}, "model": model.state_dict()}, path)
+    return path
+
+
+def test_export_dynamic_batch_checks_and_agrees(tmp_path):
+    output = tmp_path / "model.onnx"
+    code, out, err = run_cli("export", *TINY, "--size", SIZE, "--dynamic", "--output", str(output), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert output.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp left
+    # this decoder crops to Python ints, so height and width stay fixed; the batch is free
+    assert onnx_input_size(output) == (None, 3, 32, 64) and report["input_shape"] == ["?", 3, 32, 64]
+    fp32 = report["fp32"]
+    assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_diff"] < 1e-3
+    assert fp32["images"] == 2 + 2  # two batches of 1, and one of 2 through the free batch axis
+
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load(str(output)).graph
+    assert [o.name for o in graph.output] == ["logits", "labels"]
+    assert not any(node.op_type == "ConvTranspose" for node in graph.node)  # written as sub-pixel convs
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    logits, labels = session.run(None, {"image": np.zeros((3, 3, 32, 64), np.float32)})
+    assert logits.shape == (3, 19, 32, 64) and labels.shape == (3, 32, 64)
+    assert (labels == logits.argmax(1)).all()
+
+
+def test_int8_export_from_a_checkpoint_reports_agreement_and_miou(tmp_path, checkpoint, synthetic_root):
+    output = tmp_path / "int8.onnx"
+    code, out, err = run_cli("export", "--checkpoint", str(checkpoint), "--size", SIZE, "--output", str(output),
+                             "--int8", "--calibration-data", str(synthetic_root), "--calibration-images", "2",
+                             "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["model"] == "skipnet-mobilenet_v1" and report["calibration_images"] == 2
+    assert report["fp32"]["argmax_agreement"] >= 0.999
+    assert 0 < report["int8"]["argmax_agreement"] <= 1 and report["int8"]["max_abs_diff"] > 0
+    miou = report["miou"]
+    assert miou["images"] == 2 and miou["change"] == pytest.approx(miou["int8"] - miou["fp32"])
+
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(output)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--output", "model.txt"], "must end in .onnx"),
+    (["--output", "m.onnx", "--int8"], "--int8 needs --calibration-data"),
+    (["--output", "m.onnx", "--calibration-data", "x"], "--calibration-data is for --int8"),
+    (["--output", "m.onnx", "--checkpoint", "c.pt"], "either --checkpoint or a model name"),
+])
+def test_export_errors_are_one_line(tmp_path, argv, message):
+    argv = [str(tmp_path / a) if a.endswith((".onnx", ".txt")) else a for a in argv]
+    code, _, err = run_cli("export", *TINY, "--size", SIZE, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_require_agreement_fails_below_the_threshold():
+    require_agreement(Agreement(0.0, 0.0, 0.9995, 1000, 1), "ok")
+    with pytest.raises(RtsegError, match="99.800% of pixels"):
+        require_agreement(Agreement(0.5, 0.1, 0.998, 1000, 1), "fp32 export")
+
+
+# --- video --------------------------------------------------------------------------------
+
+def _write_video(path: Path, frames: int, size=(48, 80)) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            image = np.full((*size, 3), 40 + 20 * i, np.uint8)
+            image[8:24, 4 + 6 * i:20 + 6 * i] = (255, 0, 0)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_video_round_trip(tmp_path):
+    import av
+
+    from rtseg.inference import Predictor, segment_video
+
+    source, target = tmp_path / "drive.mp4", tmp_path / "out" / "overlay.mp4"
+    _write_video(source, frames=6)
+    seen = []
+
+    model = rtseg.create_model("skipnet-mobilenet_v1", width=0.25).eval()
+    predictor = Predictor(model)
+
+    def recording_predictor(image):
+        seen.append(image.shape)
+        return predictor(image)
+
+    stats = segment_video(source, target, recording_predictor, progress=False)
+    assert stats["frames"] == 6 and seen == [(48, 80, 3)] * 6 and stats["predict_fps"] > 0
+    with av.open(str(target)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (48, 80, 3)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["overlay.mp4"]  # written atomically
+
+    with pytest.raises(RtsegError, match="must end in one of"):
+        segment_video(source, tmp_path / "out.gif", predictor, progress=False)
+    with pytest.raises(RtsegError, match="does not exist"):
+        segment_video(tmp_path / "missing.mp4", target, predictor, progress=False)
+
+
+def test_overlay_blends_the_cityscapes_colours():
+    from rtseg.data.labels import TRAIN_COLORS
+    from rtseg.inference.video import overlay
+
+    image = np.full((2, 3, 3), 100, np.uint8)
+    ids = np.array([[0, 1, 2], [10, 11, 18]], np.uint8)
+    np.testing.assert_array_equal(overlay(image, ids, alpha=1.0), TRAIN_COLORS[ids])
+    np.testing.assert_array_equal(overlay(image, ids, alpha=0.0), image)
+    half = overlay(image, ids, alpha=0.5).astype(int)
+    assert np.abs(half - (100 + TRAIN_COLORS[ids].astype(int)) / 2).max() <= 0.5

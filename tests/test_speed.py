@@ -1,0 +1,327 @@
+"""The speed protocol's mechanics, the inference rewrites and every engine/precision, on tiny inputs.
+
+No test asserts a time: timings on a shared CI machine prove nothing. They check the
+warm-up rule, the statistics, the JSON record, that graph rewrites keep the function, and
+that each engine gives the answer of plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rtseg
+from rtseg.cli import main
+from rtseg.errors import RtsegError
+from rtseg.inference import (Predictor, SubPixelConvTranspose2d, build_runners, fold_batch_norm,
+                             rewrite_conv_transpose, supported_combinations)
+from rtseg.inference.precision import check_choice
+from rtseg.profiling.hardware import describe
+from rtseg.profiling.roofline import measure_peak
+from rtseg.profiling.speed import TimingStats, measure_speed, settle, time_interleaved
+
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = rtseg.create_model("skipnet-mobilenet_v1", width=0.25).eval()
+    _randomise_batch_norm(model)
+    return model
+
+
+def _randomise_batch_norm(model: nn.Module) -> None:
+    """Non-trivial running statistics, so folding has something to fold."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+# --- warm-up and statistics ------------------------------------------------------------
+
+def _fake_clock(times):
+    """A step whose latency follows ``times`` (seconds): a model that is slow until it settles."""
+    iterator = iter(times)
+    return lambda: next(iterator)
+
+
+def test_settle_stops_once_the_median_stops_moving():
+    # medians of 3: (1.0, .8, .6) -> .8 ; then .6 ; then .5 == .5 at the 8th run
+    warm = settle(_fake_clock([1.0, 0.8, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5] + [0.5] * 20), window=3, tolerance=0.05)
+    assert warm.settled and warm.runs == 8
+    assert warm.last_median_ms == pytest.approx(500.0)
+
+
+def test_settle_gives_up_at_the_cap_when_timings_keep_drifting():
+    drifting = [1.0 / (1 + i) for i in range(100)]  # always 20-50 % faster than before
+    warm = settle(_fake_clock(drifting), window=2, tolerance=0.05, max_runs=12)
+    assert not warm.settled and warm.runs == 12
+
+
+def test_settle_tolerates_noise_within_the_tolerance():
+    noisy = [0.100, 0.102, 0.099, 0.101, 0.100, 0.103] * 5
+    assert settle(_fake_clock(noisy), window=3, tolerance=0.05).runs == 6
+
+
+def test_timing_stats_match_numpy_and_statistics():
+    seconds = [0.010, 0.012, 0.011, 0.030, 0.009, 0.010, 0.013]
+    stats = TimingStats.from_seconds(seconds, batch=2)
+    ms = np.array(seconds) * 1e3
+    assert stats.runs == 7 and stats.batch == 2
+    assert stats.latency_median_ms == pytest.approx(np.median(ms))
+    assert stats.latency_p90_ms == pytest.approx(np.percentile(ms, 90))
+    assert stats.latency_mean_ms == pytest.approx(ms.mean())
+    assert stats.latency_std_ms == pytest.approx(statistics.stdev(ms))
+    assert stats.fps_median == pytest.approx(2 / np.median(seconds))  # odd count: the median run
+    assert stats.fps_p10 == pytest.approx(np.percentile(2 / np.array(seconds), 10))
+    assert stats.fps_p10 < stats.fps_median < 2 / min(seconds)
+
+
+def test_time_interleaved_alternates_the_settings():
+    calls = []
+
+    def step(name):
+        return lambda: calls.append(name) or 0.001
+
+    times = time_interleaved([step("a"), step("b")], runs=3)
+    assert calls == ["a", "b"] * 3
+    assert [len(t) for t in times] == [3, 3]
+
+
+# --- rewrites ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding,bias", [
+    (16, 8, 4, 0, False),  # SkipNet's final up-sampler
+    (4, 2, 1, 0, False),   # SkipNet/UNet x2
+    (3, 2, 1, 1, True),    # ENet's up-sampling bottleneck
+    (2, 2, 0, 0, True),    # ENet's classifier
+    (3, 1, 1, 0, True),    # stride 1
+    (5, 3, 2, 1, True),    # kernel not a multiple of the stride
+])
+def test_subpixel_rewrite_equals_conv_transpose(kernel, stride, padding, output_padding, bias):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(5, 7, kernel, stride, padding, output_padding=output_padding, bias=bias)
+    rewritten = SubPixelConvTranspose2d(deconv)
+    for shape in ((2, 5, 4, 6), (1, 5, 5, 7)):
+        x = torch.randn(shape)
+        expected = deconv(x)
+        got = rewritten(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_subpixel_rewrite_honours_output_size():
+    deconv = nn.ConvTranspose2d(4, 4, 3, 2, 1)
+    x = torch.randn(1, 4, 5, 6)
+    expected = deconv(x, output_size=[10, 12])
+    torch.testing.assert_close(SubPixelConvTranspose2d(deconv)(x, output_size=[10, 12]), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_rewrite_conv_transpose_keeps_the_model_function(tiny):
+    import copy
+
+    model = copy.deepcopy(tiny)
+    assert rewrite_conv_transpose(model) == 3  # SkipNet: two x2 and one x8 up-sampler
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    x = torch.randn(1, 3, 40, 70)  # not a multiple of 32: the decoder crops
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tiny(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fold_batch_norm_equals_unfolded(tiny):
+    x = torch.randn(2, 3, *SIZE)
+    batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in tiny.modules())
+    folded, count = fold_batch_norm(tiny, torch.randn(1, 3, 64, 64))
+    assert count == batch_norms > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in tiny.modules())  # the original is untouched
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), tiny(x), rtol=1e-4, atol=1e-4)
+
+
+class _SharedConvOutput(nn.Module):
+    """The conv output feeds the BN *and* a residual: folding would change the residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_fold_batch_norm_refuses_a_pair_whose_conv_output_is_shared():
+    model = _SharedConvOutput().eval()
+    _randomise_batch_norm(model)
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="keeping the unfolded model"):
+        folded, count = fold_batch_norm(model, x)
+    assert count == 0
+    torch.testing.assert_close(folded(x), model(x))
+
+
+def test_fold_batch_norm_handles_conv_transpose_and_plain_sequential():
+    model = nn.Sequential(nn.ConvTranspose2d(3, 4, 2, 2), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)).eval()
+    _randomise_batch_norm(model)
+    x = torch.randn(1, 3, 6, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folded, count = fold_batch_norm(model, x)
+    assert count == 2
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+# --- engines and precisions ----------------------------------------------------------------
+
+FAST = [c for c in supported_combinations("cpu") if c[0] != "compile"]
+
+
+@pytest.mark.parametrize("engine,precision", FAST)
+def test_every_engine_and_precision_runs(tiny, engine, precision):
+    calibration = None
+    if precision == "int8":
+        from rtseg.inference.calibration import random_calibration
+
+        calibration = random_calibration(tiny, SIZE, batches=2)
+    model_only, end_to_end = build_runners(tiny, SIZE, engine=engine, precision=precision,
+                                           calibration=calibration)
+    x = torch.randn(1, 3, *SIZE)
+    logits, labels = model_only(x), end_to_end(x)
+    assert logits.shape == (1, 19, *SIZE) and labels.shape == (1, *SIZE)
+    assert labels.dtype == torch.int64 and torch.isfinite(logits.float()).all()
+    with torch.no_grad():
+        reference = tiny(x)
+    if precision == "fp32":
+        torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-4)
+        assert torch.equal(labels, reference.argmax(1))
+    else:  # reduced precision: close, not equal
+        assert (logits.float() - reference).abs().max() < 0.25 * reference.abs().max()
+    assert end_to_end.details == model_only.details
+
+
+@pytest.mark.slow
+def test_compile_engine_matches_eager(tiny):
+    model_only, end_to_end = build_runners(tiny, SIZE, engine="compile", precision="fp32")
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        reference = tiny(x)
+    torch.testing.assert_close(model_only(x), reference, rtol=1e-4, atol=1e-4)
+    assert torch.equal(end_to_end(x), reference.argmax(1))
+
+
+@pytest.mark.parametrize("engine,precision,device", [
+    ("eager", "int8", "cpu"), ("onnxruntime", "bf16", "cpu"), ("onnxruntime", "fp16", "cpu"),
+    ("tensorrt", "fp32", "cpu"), ("eager", "fp8", "cpu"),
+])
+def test_unsupported_combinations_say_what_to_use(engine, precision, device):
+    with pytest.raises(RtsegError, match=engine if engine != "eager" or precision == "int8" else precision):
+        check_choice(engine, precision, device)
+
+
+# --- measure_speed and the command -------------------------------------------------------------
+
+EXPECTED_KEYS = {"fps", "fps_model", "latency_ms", "latency_model_ms", "engine", "precision", "gflops",
+                 "efficiency", "peak_gflops_per_s", "end_to_end", "model_only", "hardware", "warmup",
+                 "threads", "batch", "size", "model", "device", "settings"}
+
+
+def test_measure_speed_records_the_protocol(tiny):
+    result = measure_speed(tiny, SIZE, batch=2, threads=1, runs=3, max_warmup=4, warmup_window=2,
+                           peak_matrix=64)
+    record = json.loads(json.dumps(result.as_dict()))
+    assert EXPECTED_KEYS <= set(record)
+    assert record["engine"] == "eager" and record["precision"] == "fp32" and record["threads"] == 1
+    assert record["end_to_end"]["runs"] == record["model_only"]["runs"] == 3
+    assert record["fps"] == pytest.approx(result.end_to_end.fps_median, rel=1e-3)
+    assert record["latency_ms"] == pytest.approx(result.end_to_end.latency_median_ms, rel=1e-3)
+    assert record["gflops"] == pytest.approx(rtseg.profiling.flops.count_flops(tiny, SIZE) / 1e9, rel=1e-3)
+    # efficiency = achieved FLOP/s / measured peak
+    assert record["efficiency"] == pytest.approx(record["gflops"] * record["fps_model"] / record["peak_gflops_per_s"],
+                                                 rel=1e-2)
+    assert record["settings"]["bn_folded"] > 0
+    assert record["warmup"]["end_to_end"]["runs"] <= 4
+    assert record["hardware"]["threads"] == 1 and torch.__version__.startswith(record["hardware"]["versions"]["torch"])
+    assert torch.get_num_threads() != 1 or record["threads"] == 1  # restored afterwards (no leak to check on 1 core)
+
+
+def test_speed_command_prints_one_json_object():
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["speed", "--model", "skipnet-mobilenet_v1", "-O", "width=0.25", "--size", "32x64",
+                     "--threads", "1", "--json"])
+    assert code == 0, err.getvalue()
+    record = json.loads(out.getvalue())
+    assert EXPECTED_KEYS <= set(record)
+    assert record["end_to_end"]["runs"] >= 20 and record["size"] == "32x64"
+    assert record["peak"]["method"] == "torch.mm" and record["peak_gflops_per_s"] > 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--runs", "5"], "at least 20"),
+    (["--engine", "eager", "--precision", "int8"], "cannot run precision 'int8'"),
+    (["--calibration-data", "/nonexistent"], "for --precision int8"),
+])
+def test_speed_command_errors_are_one_line(argv, message):
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = main(["speed", "--model", "skipnet-mobilenet_v1", "-O", "width=0.25", "--size", "32x64", *argv])
+    assert code == 2
+    assert message in err.getvalue() and "Traceback" not in err.getvalue()
+    assert len(err.getvalue().strip().splitlines()) == 1
+
+
+# --- roofline and hardware ------------------------------------------------------------------
+
+def test_matmul_peak_is_measured_for_each_precision():
+    fp32 = measure_peak("fp32", matrix=64, runs=3)
+    assert fp32.gflops_per_s > 0 and fp32.method == "torch.mm" and fp32.matrix == 64
+    int8 = measure_peak("int8", matrix=64, runs=3)
+    assert set(int8.candidates) == {"torch", "onnxruntime"}
+    measured = [v for v in int8.candidates.values() if isinstance(v, float)]
+    assert int8.gflops_per_s == (pytest.approx(max(measured), abs=0.01) if measured else None)
+    with pytest.raises(ValueError):
+        measure_peak("fp64")
+
+
+def test_hardware_record():
+    info = describe("cpu", threads=3)
+    assert info["cpu"] and info["threads"] == 3 and info["usable_cores"] >= 1
+    assert torch.__version__.startswith(info["versions"]["torch"]) and info["gpu"] is None
+
+
+# --- the engine-agnostic predictor ------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
+def test_predictor_matches_the_training_engines_predictor(tiny, engine):
+    from rtseg.engine.inference import Predictor as ReferencePredictor
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
+    # resized to the network's size and back; eager also as it is (one ONNX build is enough)
+    for size in ((None, SIZE) if engine == "eager" else (SIZE,)):
+        expected = ReferencePredictor(tiny, size=size, device="cpu")(image)
+        got = Predictor(tiny, engine=engine, size=size)(image)
+        assert got.dtype == np.uint8 and got.shape == image.shape[:2]
+        assert (got == expected).mean() > 0.999
+
+
+def test_predictor_int8_needs_calibration(tiny):
+    with pytest.raises(RtsegError, match="calibration"):
+        Predictor(tiny, engine="onnxruntime", precision="int8")
