@@ -175,3 +175,18 @@ def test_command_writes_the_dataset_and_reports_bad_options(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RtsegError, match="not a folder"):
         generate_synthetic_cityscapes(tmp_path / "file", train=1, progress=False)
+
+
+def test_preview_grid_shows_images_beside_their_colour_labels(synth, tmp_path):
+    from rtseg.data.labels import TRAIN_COLORS
+    from rtseg.data.preview import save_preview
+
+    root, _ = synth
+    out = save_preview(root, tmp_path / "grid.png", count=4, columns=2, height=32)
+    grid = np.array(Image.open(out).convert("RGB"))
+    pair = 64 + 4 + 64
+    assert grid.shape == (2 * 32 + 6, 2 * pair + 12, 3)
+    # the right half of each pair holds only Cityscapes train-id colours (and black for ignore)
+    labels = grid[:32, 68:132].reshape(-1, 3)
+    palette = {tuple(c) for c in TRAIN_COLORS[list(range(19)) + [255]].tolist()}
+    assert {tuple(c) for c in np.unique(labels, axis=0).tolist()} <= palette

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; a seed gives identical files (default 0)")
     parser.add_argument("--cities", type=_count, default=3, help="city folders per split (default 3)")
     parser.add_argument("--workers", type=_count, default=0, help="render in this many processes (default 0)")
+    parser.add_argument("--preview", metavar="PNG", help="also write a grid of 6 training samples "
+                                                         "(image | colour labels) to this PNG")
     parser.set_defaults(run=run)
 
 
@@ -50,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         coarse=args.coarse, size=args.size, seed=args.seed, cities=max(1, args.cities), workers=args.workers)
     total = sum(len(v) for v in written.values())
     counts = ", ".join(f"{split} {len(paths)}" for split, paths in written.items())
+    if args.preview:
+        from rtseg.data.preview import save_preview
+
+        save_preview(args.out, args.preview, split="train" if args.train else "val")
+        print(f"preview: {args.preview}")
     print(f"wrote {total} images ({counts}) at {args.size[0]}x{args.size[1]} to {args.out} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0

@@ -165,7 +165,7 @@ def _count_chunk(paths: list[str], num_classes: int) -> tuple[np.ndarray, np.nda
             train = read_id_map(path).numpy()
             train = np.where((train >= 0) & (train < 256), train, 255).astype(np.uint8)
         else:
-            train = LABEL_TO_TRAIN[read_label_ids(path).numpy()]
+            train = LABEL_TO_TRAIN[read_label_ids(path)]
         counts = np.bincount(train.ravel(), minlength=256)[:num_classes].astype(np.int64)
         pixels += counts
         image_pixels[counts > 0] += counts.sum()

@@ -318,7 +318,7 @@ def _render_ground(state, rng, road: _Road, palette) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- the objects
-def _place_objects(state, rng, road: _Road, palette, greens) -> list:
+def _place_objects(state, rng, road: _Road, greens) -> list:
     """(depth, draw) pairs for everything standing in the street."""
     cam, ids = state["cam"], state["ids"]
     items = []
@@ -593,7 +593,7 @@ def render_street_scene(rng: np.random.Generator, size: tuple[int, int] = (512, 
 
     # things, far to near
     state["painter"] = Painter(image, label, instance, depth)
-    for z, draw in _place_objects(state, rng, road, palette, greens):
+    for _, draw in _place_objects(state, rng, road, greens):
         draw()
 
     # light: facade shadows across the ground on the sun's far side, leaf shadows, vignetting

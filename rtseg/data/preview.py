@@ -1,0 +1,66 @@
+"""A picture of a dataset: a grid of images beside their colour labels (README, sanity checks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rtseg.errors import RtsegError
+
+
+def _palette_image(rgb: np.ndarray, colors: int) -> Image.Image:
+    """Palette PNG (small) whose palette holds the exact Cityscapes colours plus the photos' own."""
+    from rtseg.data.labels import TRAIN_COLORS
+
+    exact = np.unique(np.concatenate([TRAIN_COLORS[:19], [[0, 0, 0], [255, 255, 255]]]), axis=0)
+    photo = Image.fromarray(rgb).quantize(colors=max(2, colors - len(exact)), method=Image.Quantize.MEDIANCUT)
+    photo_colors = np.array(photo.getpalette()[: 3 * max(2, colors - len(exact))]).reshape(-1, 3)
+    palette = np.concatenate([exact, photo_colors]).astype(np.uint8)[:256]
+    reference = Image.new("P", (1, 1))
+    reference.putpalette(palette.ravel().tolist())
+    indexed = np.array(Image.fromarray(rgb).quantize(palette=reference, dither=Image.Dither.NONE))
+    for k, color in enumerate(exact):  # Pillow's palette lookup is approximate: pin the label colours
+        indexed[(rgb == color).all(-1)] = k
+    image = Image.fromarray(indexed, mode="P")
+    image.putpalette(palette.ravel().tolist())
+    return image
+
+
+def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: str = "train", count: int = 6,
+                 columns: int = 2, height: int = 160, colors: int = 256) -> Path:
+    """Write ``count`` samples of ``split`` as (image | colour labels) pairs, ``columns`` pairs
+    per row, each picture ``height`` pixels high, as a palette PNG (``colors`` colours keep it
+    small). Returns the written path."""
+    from rtseg.data.cityscapes import find_split_files
+    from rtseg.data.labels import colorize, label_to_train_ids
+
+    files = find_split_files(root, split, "fine")[:count]
+    if count < 1 or columns < 1 or height < 8:
+        raise RtsegError(f"preview: count {count}, columns {columns} and height {height} are too small")
+    cells = []
+    for sample in files:
+        with Image.open(sample.image) as im:
+            image = im.convert("RGB")
+            width = round(image.width * height / image.height)
+            image = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+        with Image.open(sample.label_ids) as im:
+            ids = np.asarray(im.resize((width, height), Image.Resampling.NEAREST))
+        labels = colorize(label_to_train_ids(ids))  # train-id colours, ignored ids black
+        cells.append(np.concatenate([image, np.full((height, 4, 3), 255, np.uint8), labels,
+                                     np.full((height, 12, 3), 255, np.uint8)], axis=1))
+    rows = []
+    for i in range(0, len(cells), columns):
+        row = cells[i:i + columns]
+        row += [np.full_like(cells[0], 255)] * (columns - len(row))
+        rows.append(np.concatenate(row, axis=1))
+        rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
+    grid = np.concatenate(rows[:-1], axis=0)[:, :-12]
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    _palette_image(grid, colors).save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, out)
+    return out
