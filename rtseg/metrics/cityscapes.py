@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,7 @@ class CityscapesMetrics:
             tables = {
                 "row_class": ls.INSTANCE_ROW_CLASS,
                 "row_label": ls.INSTANCE_ROW_LABEL,
+                "row_category": ls.INSTANCE_ROW_CATEGORY,
                 "row_average_size": ls.INSTANCE_ROW_AVERAGE_SIZE,
                 "category_by_id": ls.CATEGORY_INDEX_BY_ID,
             }
@@ -106,8 +108,9 @@ class CityscapesMetrics:
             self._to(pred.device)
         pred, gt = pred.to(self.device), gt.to(self.device)
         instances = instances.to(self.device) if instances is not None else None
-        for n in range(pred.shape[0]):
-            self._update_image(pred[n], gt[n], instances[n] if instances is not None else None)
+        with _calling_thread_only(self.device):
+            for n in range(pred.shape[0]):
+                self._update_image(pred[n], gt[n], instances[n] if instances is not None else None)
 
     def _update_image(self, pred: torch.Tensor, gt: torch.Tensor, instances: torch.Tensor | None) -> None:
         maps = [pred, gt] if instances is None else [pred, gt, instances]
@@ -137,35 +140,30 @@ class CityscapesMetrics:
     def _update_instances(self, pred_ids: torch.Tensor, instance_ids: torch.Tensor, lengths: torch.Tensor) -> None:
         """Adds one image's instances from its runs: size, TP and category TP per instance id.
 
-        Instance ids of the instance classes (24000..33999) index rows; every other id (stuff,
-        crowd, caravan, trailer, anything not above 1000) goes to a dump row with weight 0.
+        Ids of the instance-class range (24000..33999) index rows, every other id (stuff, crowd,
+        anything below) the last row; rows that are not scored (caravan, trailer, the last row)
+        have weight 0 and land in the dump class slot.
         """
         tables = self._tables()
-        num_rows = len(tables["row_class"])
+        outside = len(tables["row_class"]) - 1
         rows = instance_ids - ls.INSTANCE_ROWS_START
-        in_range = (rows >= 0) & (rows < num_rows)
-        scored = in_range & (tables["row_class"][torch.where(in_range, rows, 0)] < _NUM_INSTANCE_CLASSES)
-        rows, pred_ids, lengths = rows[scored], pred_ids[scored], lengths[scored].to(torch.float64)
-        label = tables["row_label"][rows]
-        category_by_id = tables["category_by_id"]
-        class_hit = pred_ids == label
-        category_hit = category_by_id[pred_ids] == category_by_id[label]
+        rows = torch.where((rows >= 0) & (rows < outside), rows, outside)
+        lengths = lengths.to(torch.float64)
+        class_hit = pred_ids == tables["row_label"][rows]
+        category_hit = tables["category_by_id"][pred_ids] == tables["row_category"][rows]
 
-        def per_row(weights: torch.Tensor) -> torch.Tensor:
-            return torch.bincount(rows, weights=weights, minlength=num_rows)
+        def per_row(weights: torch.Tensor) -> torch.Tensor:  # float64 sums of pixel counts: exact
+            return torch.bincount(rows, weights=weights, minlength=outside + 1)
 
         size, tp, category_tp = per_row(lengths), per_row(lengths * class_hit), per_row(lengths * category_hit)
-        # weight = avgClassSize / size; rows without pixels or unscored have weight 0 (no 0/0)
+        # weight = avgClassSize / size; 0 for rows without pixels or not scored (size clamped: no 0/0)
         weight = tables["row_average_size"] / size.clamp(min=1)
-        for name, values in (
-            ("instance_tp_weighted", tp),
-            ("instance_fn_weighted", size - tp),
-            ("category_tp_weighted", category_tp),
-            ("category_fn_weighted", size - category_tp),
-        ):
-            sums = torch.zeros(_NUM_INSTANCE_CLASSES + 1, dtype=torch.float64, device=self.device)
-            sums.index_add_(0, tables["row_class"], values * weight)
-            getattr(self, name).add_(sums[:_NUM_INSTANCE_CLASSES])
+        weighted = torch.stack([tp, size - tp, category_tp, size - category_tp]) * weight
+        sums = torch.zeros(4, _NUM_INSTANCE_CLASSES + 1, dtype=torch.float64, device=self.device)
+        sums.index_add_(1, tables["row_class"], weighted)
+        for k, name in enumerate(("instance_tp_weighted", "instance_fn_weighted",
+                                  "category_tp_weighted", "category_fn_weighted")):
+            getattr(self, name).add_(sums[k, :_NUM_INSTANCE_CLASSES])
 
     # ----------------------------------------------------------- distributed
     def all_reduce(self) -> "CityscapesMetrics":
@@ -242,6 +240,22 @@ class CityscapesMetrics:
         }
 
 
+@contextmanager
+def _calling_thread_only(device: torch.device):
+    """Runs CPU work on the calling thread: it is a few memory-bound passes of a millisecond or
+    two, which intra-op threads barely speed up, and on a busy machine every parallel region
+    waits for a descheduled thread (4x slower measured on a shared 2-core machine)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator == 0 else float(numerator) / float(denominator)
 
@@ -280,7 +294,11 @@ def _runs(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     changed[0] = True
     for k, values in enumerate(maps):
         _mark_changes(values, changed, first=k == 0)
-    starts = torch.nonzero(changed).view(-1)
+    if changed.device.type == "cpu":
+        # numpy's nonzero skips zero words with SIMD: about 4x faster than torch's on CPU here.
+        starts = torch.from_numpy(np.flatnonzero(changed.numpy()))
+    else:
+        starts = torch.nonzero(changed).view(-1)
     end = torch.tensor([changed.numel()], dtype=starts.dtype, device=starts.device)
     return starts, torch.diff(starts, append=end)
 

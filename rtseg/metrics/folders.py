@@ -149,13 +149,6 @@ def score_pair(pair: ScoredPair) -> dict[str, np.ndarray]:
     return {name: value.numpy() for name, value in metrics.state().items()}
 
 
-def _single_threaded_worker() -> None:
-    # Parallelism is across images; intra-op threads would only fight over the same cores.
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str | None = None,
                   workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Scores every ground-truth image of ``gt`` against its prediction under ``pred_dir``.
@@ -179,7 +172,7 @@ def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str
                 metrics.add_state(score_pair(pair))
                 bar.update()
         else:
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)), initializer=_single_threaded_worker)
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)))
             try:
                 # In order, so the first bad file is the one reported, whatever the workers' timing.
                 for state in pool.map(score_pair, pairs, chunksize=max(1, min(8, len(pairs) // (4 * workers)))):

@@ -57,13 +57,14 @@ INSTANCE_CATEGORY_IDS = {cat: tuple(c.id for c in LABELS if c.category == cat) f
 MAX_INSTANCE_ID = NUM_LABEL_IDS * INSTANCE_ID_FACTOR - 1
 
 
-def _scored_rows() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Instance ids that can be scored, as a contiguous range, and per id its class, label and weight numerator.
+def _instance_rows() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per instance id of the instance-class range (24000..33999) its class, label, category, weight numerator.
 
-    The range spans the instance classes (24000..33999); inside it, an id is scored when it is
-    above 1000 and ``id // 1000`` is an evaluated class with instances (the official
-    ``instanceNp > 1000`` and ``ignoreInEval`` checks): caravan and trailer ids are not. Unscored
-    ids get class index ``len(INSTANCE_IDS)`` (a dump slot) and weight 0.
+    Ids are scored when above 1000 with ``id // 1000`` an evaluated class with instances (the
+    official ``instanceNp > 1000`` and ``ignoreInEval`` checks): caravan and trailer ids are
+    not. One extra last row stands for every id outside the range. Unscored rows have class
+    index ``len(INSTANCE_IDS)`` (a dump slot) and weight 0; the extra row has label and
+    category -1, so no prediction ever hits it.
     """
     start = min(INSTANCE_IDS) * INSTANCE_ID_FACTOR
     ids = torch.arange(start, (max(INSTANCE_IDS) + 1) * INSTANCE_ID_FACTOR)
@@ -76,18 +77,22 @@ def _scored_rows() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
     scored = (ids > INSTANCE_ID_FACTOR) & (class_index[label] < len(INSTANCE_IDS))
     row_class = torch.where(scored, class_index[label], len(INSTANCE_IDS))
     row_average_size = torch.where(scored, average_size[label], 0.0)
-    return start, row_class, label, row_average_size
+    row_category = CATEGORY_INDEX_BY_ID[label]
+    outside = torch.tensor([-1])
+    return (start, torch.cat([row_class, torch.tensor([len(INSTANCE_IDS)])]), torch.cat([label, outside]),
+            torch.cat([row_category, outside]), torch.cat([row_average_size, torch.tensor([0.0], dtype=torch.float64)]))
 
 
-INSTANCE_ROWS_START, INSTANCE_ROW_CLASS, INSTANCE_ROW_LABEL, INSTANCE_ROW_AVERAGE_SIZE = _scored_rows()
 # label id -> index into INSTANCE_CATEGORY_NAMES (-1 outside them): a category hit is equality.
 CATEGORY_INDEX_BY_ID = torch.full((NUM_LABEL_IDS,), -1, dtype=torch.int64)
 for _k, _cat in enumerate(INSTANCE_CATEGORY_NAMES):
     CATEGORY_INDEX_BY_ID[list(INSTANCE_CATEGORY_IDS[_cat])] = _k
+(INSTANCE_ROWS_START, INSTANCE_ROW_CLASS, INSTANCE_ROW_LABEL, INSTANCE_ROW_CATEGORY,
+ INSTANCE_ROW_AVERAGE_SIZE) = _instance_rows()
 
 __all__ = [
     "AVERAGE_INSTANCE_SIZE", "INSTANCE_ID_FACTOR", "MAX_INSTANCE_ID", "NUM_LABEL_IDS", "EVALUATED_IDS",
     "EVALUATED_NAMES", "INSTANCE_IDS", "CATEGORY_NAMES", "CATEGORY_EVALUATED_IDS", "INSTANCE_CATEGORY_NAMES",
     "INSTANCE_CATEGORY_IDS", "INSTANCE_ROWS_START", "INSTANCE_ROW_CLASS", "INSTANCE_ROW_LABEL",
-    "INSTANCE_ROW_AVERAGE_SIZE", "CATEGORY_INDEX_BY_ID",
+    "INSTANCE_ROW_CATEGORY", "INSTANCE_ROW_AVERAGE_SIZE", "CATEGORY_INDEX_BY_ID",
 ]
