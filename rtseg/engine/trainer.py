@@ -87,7 +87,11 @@ class Trainer:
         self.owns_process_group = launched_by_torchrun() and not torch.distributed.is_initialized()
         self.info = init_distributed(self.device)
         self.logs: list = []
-        self.resume_state = self._find_resume_state(resume)
+        try:
+            self.resume_state = self._find_resume_state(resume)
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ set-up
     def _find_resume_state(self, resume: bool) -> dict | None:
