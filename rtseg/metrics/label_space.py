@@ -62,9 +62,9 @@ def _instance_rows() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, tor
 
     Ids are scored when above 1000 with ``id // 1000`` an evaluated class with instances (the
     official ``instanceNp > 1000`` and ``ignoreInEval`` checks): caravan and trailer ids are
-    not. One extra last row stands for every id outside the range. Unscored rows have class
-    index ``len(INSTANCE_IDS)`` (a dump slot) and weight 0; the extra row has label and
-    category -1, so no prediction ever hits it.
+    not. One extra last row stands for every id outside the range (label -1: never a class
+    hit). Unscored rows, the extra one included, have class index ``len(INSTANCE_IDS)`` (a
+    dump slot) and weight 0, so whatever they count adds nothing.
     """
     start = min(INSTANCE_IDS) * INSTANCE_ID_FACTOR
     ids = torch.arange(start, (max(INSTANCE_IDS) + 1) * INSTANCE_ID_FACTOR)
