@@ -1,8 +1,20 @@
-"""rtseg: real-time semantic segmentation benchmark (any encoder x any meta-architecture)."""
+"""rtseg: real-time semantic segmentation benchmark (any encoder x any meta-architecture).
+
+The model API is imported on first use (PEP 562), so ``import rtseg.metrics`` or
+``rtseg --help`` does not pay for importing timm and torchvision.
+"""
 
 from rtseg.errors import RtsegError
-from rtseg.models import create_model, list_models, model_names, register_decoder, register_encoder, register_model
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "model_names", "register_encoder", "register_decoder",
-           "register_model", "RtsegError", "__version__"]
+_MODEL_API = ("create_model", "list_models", "model_names", "register_encoder", "register_decoder",
+              "register_model")
+__all__ = [*_MODEL_API, "RtsegError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _MODEL_API:
+        import rtseg.models
+
+        return getattr(rtseg.models, name)
+    raise AttributeError(f"module 'rtseg' has no attribute {name!r}")
