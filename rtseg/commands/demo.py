@@ -1,4 +1,9 @@
-"""``rtseg demo``: what ``make demo`` runs. For now, the model grid with its cost."""
+"""``rtseg demo`` (what ``make demo`` runs): the comparative study on the synthetic dataset.
+
+Generates the synthetic Cityscapes-layout dataset under ``--out`` and runs ``rtseg benchmark
+--quick`` over the paper's seven fine-only Table 1 models plus ENet: train, evaluate, count,
+time, then write the report. Interrupted, it resumes where it stopped.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,50 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="the main job on the built-in synthetic dataset (make demo)")
+    parser = sub.add_parser(
+        "demo", help="the comparative study on the built-in synthetic dataset (make demo)",
+        description="Generate the synthetic dataset under --out and run 'rtseg benchmark --quick' over the "
+                    "paper's seven fine-only Table 1 models plus ENet, then write the report. Run it again "
+                    "to resume.")
     parser.add_argument("--out", default="demo", help="output folder (default ./demo)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda (default auto)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.commands.models import DEFAULT_SIZES, format_grid, grid_costs
+    import time
 
-    print("rtseg model grid: parameters and GFLOPs\n")
-    print(format_grid(grid_costs(DEFAULT_SIZES), DEFAULT_SIZES))
-    return 0
+    from rtseg.benchmark import DEMO_MODELS, QUICK, run_benchmark
+    from rtseg.commands.benchmark import report_outcome
+
+    started = time.perf_counter()
+    print(f"rtseg demo: the paper's seven Table 1 models and ENet, --quick on synthetic data, into {args.out}/")
+    print("--quick cuts, against the paper's study:")
+    for line in QUICK.cuts(synthetic=True):
+        print(f"  - {line}")
+    print("(the full study: rtseg benchmark --data /path/to/cityscapes --models paper --out DIR)\n", flush=True)
+    result = run_benchmark(list(DEMO_MODELS), args.out, quick=True, device=args.device, progress=args.progress)
+    print()
+    print(summary_table(result.results))
+    print()
+    status = report_outcome(result)
+    minutes, seconds = divmod(round(time.perf_counter() - started), 60)
+    print(f"done in {minutes} min {seconds:02d} s; open {result.out_dir / 'report.html'}")
+    return status
+
+
+def summary_table(results: dict) -> str:
+    """A few columns per model for the terminal; the report has the full tables."""
+    from rtseg.benchmark.tables import model_label, num, pct
+
+    header = ("model", "mIoU %", "params M", "GFLOPs 512x1024", "FPS end-to-end")
+    rows = [header]
+    for model in results["models"]:
+        evaluation, cost, speed = model.get("evaluate") or {}, model.get("cost") or {}, model.get("speed") or {}
+        rows.append((model_label(model), pct(evaluation.get("miou")),
+                     num(cost["params"] / 1e6, 2) if cost else "-", num((cost.get("gflops") or {}).get("512x1024")),
+                     (num(speed.get("fps")) + f" at {speed['size']}") if speed else "-"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
+                               enumerate(zip(row, widths))) for row in rows)

@@ -1,0 +1,135 @@
+"""The report's figures, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+
+* ``pareto_plot``: mIoU against cost (GFLOPs, lower is better) or speed (FPS, higher is
+  better); the Pareto front (the models no other model beats on both axes) is joined by a
+  line and its points are filled.
+* ``qualitative_figure``: like the paper's Figure 3, one row per validation image: the
+  input, the ground truth and each model's prediction, in the Cityscapes colours.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float], lower_x_is_better: bool) -> list[int]:
+    """Indices of the points no other point dominates (at least as good on both axes, better on
+    one), ordered along x. Higher y is always better."""
+    sign = -1.0 if lower_x_is_better else 1.0
+    points = [(sign * float(x), float(y)) for x, y in zip(xs, ys)]
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: float(xs[i]))
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from rtseg.benchmark.results import write_atomic
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+    return Path(path)
+
+
+def pareto_plot(labels: Sequence[str], xs: Sequence[float], ys: Sequence[float], path: str | Path, *,
+                xlabel: str, title: str, lower_x_is_better: bool, log_x: bool = False) -> Path:
+    """Scatter of (x, mIoU %) per model with the Pareto front marked; written to ``path`` (PNG)."""
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    front = set(pareto_front(xs, ys, lower_x_is_better))
+    others = [i for i in range(len(xs)) if i not in front]
+    ax.scatter([xs[i] for i in others], [ys[i] for i in others], s=40, facecolors="white", edgecolors="#555555",
+               zorder=3, label="dominated")
+    ordered = sorted(front, key=lambda i: xs[i])
+    ax.plot([xs[i] for i in ordered], [ys[i] for i in ordered], color="#d62728", linewidth=1.5,
+            # the staircase bounding the region the front dominates
+            drawstyle="steps-post" if lower_x_is_better else "steps-pre", zorder=2)
+    ax.scatter([xs[i] for i in ordered], [ys[i] for i in ordered], s=55, color="#d62728", zorder=4,
+               label="Pareto front")
+    for x, y, label in zip(xs, ys, labels):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if log_x and min(xs) > 0:
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_xscale("log")
+        # plain numbers (20, not 2x10^1), minor ticks labelled at 2 and 5 only
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:e}"[0] in "25" else ""))
+    better = "lower" if lower_x_is_better else "higher"
+    ax.set_xlabel(f"{xlabel} ({better} is better)")
+    ax.set_ylabel("mIoU % (higher is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    # room for the labels of the right-most points
+    left, right = ax.get_xlim()
+    if log_x and min(xs) > 0:
+        ax.set_xlim(left, right * 1.6)
+    else:
+        ax.set_xlim(left, right + 0.15 * (right - left))
+    return _save(fig, Path(path))
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def read_ids(path: str | Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def qualitative_figure(rows: Sequence[dict], model_labels: Sequence[str], path: str | Path,
+                       max_width_px: int = 512) -> Path:
+    """``rows``: per image ``{"name", "image": RGB array, "label": train ids, "predictions": [train ids per model]}``.
+
+    Columns: input, ground truth, then one per model (``model_labels``); pixels ignored in the
+    ground truth are black, as in the official colour images.
+    """
+    from rtseg.data.labels import colorize
+
+    columns = 2 + len(model_labels)
+    height, width = rows[0]["image"].shape[:2]
+    aspect = height / width
+    cell = 2.2  # inches per column
+    fig = _figure(cell * columns, cell * aspect * len(rows) + 0.5)
+    titles = ["input", "ground truth", *model_labels]
+    for r, row in enumerate(rows):
+        panels = [row["image"], colorize(row["label"]), *(colorize(p) for p in row["predictions"])]
+        for c, panel in enumerate(panels):
+            ax = fig.add_subplot(len(rows), columns, r * columns + c + 1)
+            ax.imshow(_shrink(panel, max_width_px), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row["name"], fontsize=6)
+    return _save(fig, Path(path))
+
+
+def _shrink(image: np.ndarray, max_width: int) -> np.ndarray:
+    """Every n-th pixel (nearest neighbour, so label colours stay exact) down to ``max_width``."""
+    step = max(1, int(np.ceil(image.shape[1] / max_width)))
+    return image[::step, ::step]

@@ -1,0 +1,160 @@
+"""The benchmark's files: per-stage JSON records, the combined ``results.json`` and ``results.csv``.
+
+Layout of a benchmark folder ``DIR``::
+
+    DIR/results.json               everything below, combined (what the report is rendered from)
+    DIR/results.csv                one row per model: scores, cost, speed
+    DIR/report.md, report.html     the report; DIR/images/*.png its figures
+    DIR/data/                      the synthetic dataset (when no --data was given)
+    DIR/runs/<key>/train/          the trainer's folder (checkpoints, logs)
+    DIR/runs/<key>/<stage>.json    one record per finished stage: train, evaluate, cost, speed
+    DIR/runs/<key>/predictions/    train-id PNGs of the first validation images (the qualitative figure)
+
+A stage is finished when its record exists and was made with the same inputs; deleting a
+record makes the next run redo that stage only. Every file is written atomically
+(temporary file, then ``os.replace``), so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rtseg.errors import RtsegError
+
+FORMAT = "rtseg-benchmark"
+VERSION = 1
+RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+STAGES = ("train", "evaluate", "cost", "speed")
+SUMMARY_KEYS = ("miou", "miiou", "category_miou", "category_miiou")
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RtsegError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise RtsegError(f"cannot read {path}: {exc}".splitlines()[0]) from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def load_results(out_dir: str | Path) -> dict:
+    """``DIR/results.json`` of an earlier benchmark, checked to be one."""
+    path = Path(out_dir) / RESULTS_JSON
+    results = read_json(path)
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise RtsegError(f"{path} is not an rtseg benchmark result (written by 'rtseg benchmark')")
+    if results.get("version", 0) > VERSION:
+        raise RtsegError(f"{path} has format version {results['version']}; this rtseg reads up to {VERSION}")
+    return results
+
+
+# --- per-stage records ------------------------------------------------------------------
+
+def stage_path(out_dir: Path, key: str, stage: str) -> Path:
+    return Path(out_dir) / "runs" / key / f"{stage}.json"
+
+
+def read_stage(out_dir: Path, key: str, stage: str) -> dict | None:
+    """The stage's record, or None when it is missing or unreadable (then the stage runs again)."""
+    path = stage_path(out_dir, key, stage)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "inputs" in record and "result" in record else None
+
+
+def write_stage(out_dir: Path, key: str, stage: str, inputs: dict, result: dict) -> None:
+    write_json(stage_path(out_dir, key, stage), {"stage": stage, "inputs": inputs, "result": result})
+
+
+# --- the combined results -----------------------------------------------------------------
+
+CSV_FIELDS_HEAD = ("key", "model", "decoder", "encoder", "coarse", *SUMMARY_KEYS)
+CSV_FIELDS_TAIL = ("params", "gflops_512x1024", "gflops_360x640", "fps", "fps_model", "latency_ms",
+                   "latency_model_ms", "speed_size", "engine", "precision", "device", "threads",
+                   "train_steps", "train_seconds", "checkpoint")
+
+
+def csv_fields() -> list[str]:
+    from rtseg.data.labels import CLASS_NAMES
+
+    return [*CSV_FIELDS_HEAD, *(f"iou_{name.replace(' ', '_')}" for name in CLASS_NAMES), *CSV_FIELDS_TAIL]
+
+
+def csv_row(model: dict) -> dict:
+    """One model's record (``results["models"][i]``) as a flat CSV row (scores as fractions)."""
+    from rtseg.data.labels import CLASS_NAMES
+
+    evaluation = model.get("evaluate") or {}
+    cost = model.get("cost") or {}
+    speed = model.get("speed") or {}
+    train = model.get("train") or {}
+    row = {k: model.get(k) for k in ("key", "model", "decoder", "encoder", "coarse")}
+    row.update({k: evaluation.get(k) for k in SUMMARY_KEYS})
+    class_iou = evaluation.get("class_iou") or {}
+    row.update({f"iou_{name.replace(' ', '_')}": class_iou.get(name) for name in CLASS_NAMES})
+    row.update({
+        "params": cost.get("params"),
+        "gflops_512x1024": (cost.get("gflops") or {}).get("512x1024"),
+        "gflops_360x640": (cost.get("gflops") or {}).get("360x640"),
+        **{k: speed.get(k) for k in ("fps", "fps_model", "latency_ms", "latency_model_ms", "engine", "precision",
+                                     "device", "threads")},
+        "speed_size": speed.get("size"),
+        "train_steps": train.get("steps"),
+        "train_seconds": train.get("seconds"),
+        "checkpoint": train.get("checkpoint"),
+    })
+    return row
+
+
+def write_csv(path: str | Path, models: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=csv_fields(), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for model in models:
+        writer.writerow({k: "" if v is None else v for k, v in csv_row(model).items()})
+    write_atomic(path, buffer.getvalue())

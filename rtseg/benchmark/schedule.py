@@ -1,0 +1,158 @@
+"""How each benchmark entry is trained: the paper's configs, or the short ``--quick`` schedule.
+
+Full study: ``configs/<model>.yaml`` (the Table 1 recipe), or for a coarse entry the pair
+``configs/<model>-coarse.yaml`` then ``configs/<model>-coarse-fine.yaml``; a model without a
+config of its own gets ``configs/paper_recipe.yaml`` with its name. ``--quick`` keeps the
+same models and loss but cuts the schedule to fit a few minutes on a CPU; ``QUICK`` lists
+every cut, and the report and ``rtseg demo`` print them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtseg.benchmark.selection import Entry
+from rtseg.errors import RtsegError
+
+# Whole models that have no ImageNet weights: trained from scratch when they have no config.
+NO_IMAGENET_WEIGHTS = frozenset({"enet"})
+
+
+@dataclass(frozen=True)
+class QuickSchedule:
+    """The ``--quick`` schedule. Sized so that ``make demo`` (seven Table 1 rows and ENet on
+    the synthetic data) fits in 10 minutes on a 2-core CPU; see docs/benchmark.md."""
+
+    iterations: int = 40
+    batch_size: int = 4
+    coarse_iterations: int = 20  # the coarse pre-training stage of a coarse entry
+    lr: float = 1e-3  # 10x the paper's 1e-4: the short schedule needs bigger steps (poly decay to 0)
+    synthetic_train: int = 32
+    synthetic_val: int = 6
+    synthetic_size: tuple[int, int] = (64, 128)
+    real_size: tuple[int, int] = (256, 512)  # network input with --quick --data (Cityscapes / 4)
+    real_val_limit: int = 50  # first N val images with --quick --data
+    speed_size: tuple[int, int] = (128, 256)
+
+    def cuts(self, synthetic: bool) -> list[str]:
+        """What ``--quick`` changes against the paper's schedule, in words."""
+        size = self.synthetic_size if synthetic else self.real_size
+        lines = [
+            f"training: {self.iterations} iterations of batch {self.batch_size} (the paper: 200 epochs of "
+            f"batch 4), Adam at lr {self.lr:g} with poly decay (the paper: 1e-4 constant)",
+            "encoders start from random weights, not ImageNet (nothing is downloaded)",
+            f"input {size[0]}x{size[1]} for training and evaluation (the paper: 512x1024)",
+            "no validation during training: the last checkpoint is evaluated once",
+            f"speed timed at {self.speed_size[0]}x{self.speed_size[1]} (the protocol's size is 512x1024); "
+            "GFLOPs are still counted at 512x1024 and 360x640",
+        ]
+        if synthetic:
+            lines.insert(0, f"data: the synthetic dataset, {self.synthetic_train} training and "
+                            f"{self.synthetic_val} validation images of {size[0]}x{size[1]}")
+        else:
+            lines.append(f"evaluation on the first {self.real_val_limit} validation images")
+        return lines
+
+
+QUICK = QuickSchedule()
+
+
+@dataclass
+class TrainingStage:
+    """One ``train()`` call: its config and its output folder."""
+
+    name: str  # "fine" or "coarse"
+    config: "TrainConfig"  # noqa: F821 (rtseg.engine.config, imported lazily)
+    out_dir: Path
+    source: str  # the config file it came from, for the report
+
+
+def default_configs_dir() -> Path:
+    """``configs/`` beside the ``rtseg`` package (a source checkout or an editable install)."""
+    import rtseg
+
+    return Path(rtseg.__file__).resolve().parent.parent / "configs"
+
+
+def training_stages(entry: Entry, run_dir: Path, *, data_root: Path, synthetic: bool, quick: bool,
+                    device: str = "auto", progress: bool = True, configs_dir: Path | None = None,
+                    schedule: QuickSchedule = QUICK) -> list[TrainingStage]:
+    """The config(s) that train ``entry`` into ``run_dir`` (one stage, two for a coarse entry)."""
+    configs_dir = Path(configs_dir) if configs_dir is not None else default_configs_dir()
+    if entry.coarse:
+        specs = [("coarse", _config_file(configs_dir, f"{entry.model}-coarse")),
+                 ("fine", _config_file(configs_dir, f"{entry.model}-coarse-fine"))]
+    else:
+        specs = [("fine", configs_dir / f"{entry.model}.yaml")]
+    stages = []
+    for name, path in specs:
+        data, source = _read_config(path, configs_dir, entry.model)
+        out_dir = run_dir / ("train-coarse" if name == "coarse" else "train")
+        _set(data, "model.name", entry.model)
+        if entry.options:
+            _set(data, "model.options", {**(data.get("model", {}).get("options") or {}), **entry.options})
+        _set(data, "data.root", str(data_root))
+        _set(data, "data.synthetic", None)
+        _set(data, "train.device", device)
+        _set(data, "train.progress", progress)
+        if name == "fine" and entry.coarse:
+            _set(data, "model.init_from", str(run_dir / "train-coarse" / "last.pt"))
+        if quick:
+            _apply_quick(data, schedule, synthetic, coarse_stage=name == "coarse")
+        elif synthetic:
+            # The paper's crop is the synthetic images' own size: nothing to rescale.
+            _set(data, "data.scale", [1.0, 1.0])
+        from rtseg.engine.config import TrainConfig
+
+        stages.append(TrainingStage(name, TrainConfig.from_dict(data, source), out_dir, source))
+    return stages
+
+
+def _config_file(configs_dir: Path, stem: str) -> Path:
+    path = configs_dir / f"{stem}.yaml"
+    if not path.is_file():
+        raise RtsegError(f"coarse entry needs the config {path} (see configs/skipnet-mobilenet_v1-coarse.yaml)")
+    return path
+
+
+def _read_config(path: Path, configs_dir: Path, model: str) -> tuple[dict, str]:
+    from rtseg.engine.config import read_yaml_with_base
+
+    if path.is_file():
+        return read_yaml_with_base(path), str(path)
+    recipe = configs_dir / "paper_recipe.yaml"
+    data = read_yaml_with_base(recipe) if recipe.is_file() else {}
+    if model in NO_IMAGENET_WEIGHTS:
+        _set(data, "model.pretrained", None)
+    return data, f"{recipe} (no {path.name})"
+
+
+def _apply_quick(data: dict, schedule: QuickSchedule, synthetic: bool, coarse_stage: bool) -> None:
+    size = list(schedule.synthetic_size if synthetic else schedule.real_size)
+    _set(data, "model.pretrained", None)
+    _set(data, "data.crop", size)
+    # Synthetic images are already the training size; Cityscapes' 1024x2048 scales down to it.
+    _set(data, "data.scale", [1.0, 1.0] if synthetic else [size[0] / 1024, size[0] / 1024])
+    _set(data, "data.val_split", None)
+    _set(data, "data.val_size", None if synthetic else size)
+    _set(data, "data.val_limit", None if synthetic else schedule.real_val_limit)
+    _set(data, "data.workers", 0)  # tiny epochs: worker start-up would cost more than loading
+    _set(data, "optim.lr", schedule.lr)
+    _set(data, "optim.schedule", "poly")
+    _set(data, "train.iterations", schedule.coarse_iterations if coarse_stage else schedule.iterations)
+    _set(data, "train.epochs", None)
+    _set(data, "train.batch_size", schedule.batch_size)
+    _set(data, "train.val_every", None)
+    _set(data, "train.checkpoint_every", max(1, schedule.iterations // 4))
+    _set(data, "train.log_every", 5)
+    _set(data, "train.precision", "fp32")
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = copy.deepcopy(value)

@@ -1,0 +1,99 @@
+"""Which models a benchmark runs: ``paper``, ``all`` or a comma-separated list of names.
+
+A benchmark *entry* is a model plus how it is trained: fine annotations only, or the
+paper's two-stage coarse pre-training then fine-tuning (``<model>-coarse``, the name of
+its config pair in ``configs/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from rtseg.errors import RtsegError
+
+COARSE_SUFFIX = "-coarse"
+
+# Table 1's seven fine-only rows, in the paper's order.
+PAPER_TABLE1_FINE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "unet-resnet18", "unet-mobilenet_v1",
+                     "unet-shufflenet_v1", "dilation-mobilenet_v1", "dilation-shufflenet_v1")
+# Table 1's two rows with coarse pre-training.
+PAPER_TABLE1_COARSE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1")
+# Table 3's models that rtseg implements (DeepLab is not one of them).
+PAPER_TABLE3 = ("skipnet-vgg16", "enet", "segnet")
+# What ``make demo`` runs: the fine-only grid rows and the reference real-time network.
+DEMO_MODELS = PAPER_TABLE1_FINE + ("enet",)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the benchmark: ``model`` (a ``create_model`` name), trained fine-only or coarse -> fine."""
+
+    model: str
+    coarse: bool = False
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Unique name in results and folder names: the model, plus ``-coarse`` for a two-stage run."""
+        return self.model + (COARSE_SUFFIX if self.coarse else "")
+
+    @property
+    def parts(self) -> tuple[str, str | None]:
+        """``(decoder, encoder)``, or ``(whole model name, None)``."""
+        from rtseg.models.factory import split_model_name
+
+        return split_model_name(self.model)
+
+
+def parse_entry(name: str, options: dict | None = None) -> Entry:
+    """``"skipnet-mobilenet_v1"`` or ``"skipnet-mobilenet_v1-coarse"`` -> Entry (unknown names refused)."""
+    from rtseg.models.factory import split_model_name
+
+    name = name.strip()
+    coarse = name.endswith(COARSE_SUFFIX)
+    model = name[: -len(COARSE_SUFFIX)] if coarse else name
+    if not model:
+        raise RtsegError(f"--models: {name!r} is not a model name")
+    split_model_name(model)  # raises RtsegError naming the unknown model, decoder or encoder
+    return Entry(model, coarse, dict(options or {}))
+
+
+def resolve_models(spec: str | Sequence[str | Entry], has_coarse: bool = False,
+                   options: dict | None = None) -> tuple[list[Entry], list[str]]:
+    """``"paper"``, ``"all"``, ``"a,b,c"`` or a list of names or entries -> (entries, notes for the report).
+
+    ``paper`` is Table 1 (seven fine-only rows, then the two coarse rows when the data has
+    ``gtCoarse``; skipped with a note otherwise) and the Table 3 models; ``all`` is every
+    registered model, fine-only.
+    """
+    from rtseg.models import model_names
+
+    notes: list[str] = []
+    if isinstance(spec, str):
+        keyword = spec.strip().lower()
+        if keyword == "paper":
+            names = list(PAPER_TABLE1_FINE)
+            if has_coarse:
+                names += [m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE]
+            else:
+                notes.append("Table 1's coarse rows (" + ", ".join(m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE)
+                             + ") were skipped: the data has no gtCoarse/ folder")
+            names += list(PAPER_TABLE3)
+        elif keyword == "all":
+            names = model_names()
+        else:
+            names = [n for n in spec.split(",") if n.strip()]
+    else:
+        names = list(spec)
+    if not names:
+        raise RtsegError("--models is empty: give paper, all or comma-separated model names (see 'rtseg models')")
+    entries: list[Entry] = []
+    for name in names:
+        entry = name if isinstance(name, Entry) else parse_entry(name, options)
+        if entry.coarse and not has_coarse:
+            raise RtsegError(f"--models {entry.key}: coarse pre-training needs gtCoarse/ in the data folder")
+        if entry.key in {e.key for e in entries}:
+            raise RtsegError(f"--models names {entry.key} twice")
+        entries.append(entry)
+    return entries, notes
