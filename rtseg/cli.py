@@ -18,6 +18,8 @@ COMMANDS = {
     "models": "rtseg.commands.models",
     "flops": "rtseg.commands.flops",
     "demo": "rtseg.commands.demo",
+    "benchmark": "rtseg.commands.benchmark",
+    "report": "rtseg.commands.report",
     "synth": "rtseg.commands.synth",
     "train": "rtseg.commands.train",
     "evaluate": "rtseg.commands.evaluate",
