@@ -50,13 +50,8 @@ def run(tmp_path_factory):
     return root, out / "best.pt"
 
 
-def _official_scores(pred_dir: Path, gt_root: Path, monkeypatch) -> dict:
+def _official_scores(pred_dir: Path, gt_root: Path, monkeypatch, official) -> dict:
     """Score labelId PNGs with cityscapesscripts' own evaluator (found by its own file matching)."""
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
-
-    if not hasattr(np, "in1d"):  # cityscapesscripts 2.3.0 calls np.in1d, removed in numpy 2.4
-        monkeypatch.setattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert).ravel(),
-                            raising=False)
     for key, value in (("predictionPath", str(pred_dir)), ("predictionWalk", None), ("quiet", True),
                        ("JSONOutput", False), ("evalInstLevelScore", True), ("evalPixelAccuracy", False)):
         monkeypatch.setattr(official.args, key, value, raising=False)
@@ -71,7 +66,8 @@ def _same(ours, theirs) -> bool:
     return abs(ours - theirs) <= 1e-6
 
 
-def test_predict_labelids_scored_officially_equal_rtseg_evaluate(run, tmp_path, capsys, monkeypatch):
+def test_predict_labelids_scored_officially_equal_rtseg_evaluate(run, tmp_path, capsys, monkeypatch,
+                                                                 official_evaluator):
     root, checkpoint = run
     preds = tmp_path / "preds"
     assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(root / "leftImg8bit" / "val"),
@@ -84,7 +80,7 @@ def test_predict_labelids_scored_officially_equal_rtseg_evaluate(run, tmp_path, 
         assert key in ours
     assert ours["input_size"] == "32x64" and ours["images"] == 2  # the run's data.val_size by default
 
-    theirs = _official_scores(preds, root, monkeypatch)
+    theirs = _official_scores(preds, root, monkeypatch, official_evaluator)
     assert _same(ours["miou"], theirs["averageScoreClasses"])
     assert _same(ours["miiou"], theirs["averageScoreInstClasses"])
     assert _same(ours["category_miou"], theirs["averageScoreCategories"])
