@@ -58,7 +58,9 @@ class Predictor:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise RtsegError(f"Predictor takes an HxWx3 uint8 RGB image, got {got}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(self.device)
+        # torch cannot wrap a read-only array (np.asarray of a PIL image) without a copy.
+        image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()
+        x = torch.from_numpy(image).permute(2, 0, 1).to(self.device)
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
             x = TF.resize(x, list(self.size), antialias=True)
         x = TF.to_dtype(x, torch.float32, scale=True)
