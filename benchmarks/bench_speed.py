@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     for entry in tqdm(entries, desc="warm-up", file=sys.stderr):
         model_only, end_to_end = entry["runners"]
         entry["steps"] = (stopwatch(end_to_end, x), stopwatch(model_only, x))
-        entry["warmup"] = [settle(step).runs for step in entry["steps"]]
+        entry["warmup"] = [settle(step, max_runs=30, max_seconds=30).runs for step in entry["steps"]]
         steps.append(entry["steps"])
     times = [([], []) for _ in entries]
     for _ in tqdm(range(args.runs), desc="timed rounds", file=sys.stderr):

@@ -40,11 +40,15 @@ class LogitsAndLabels(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch: int = 1, *,
-                dynamic: bool = False, opset: int | None = None, subpixel: bool = True) -> Path:
+                dynamic: bool = False, opset: int | None = None, subpixel: bool = True,
+                argmax_first: bool = True) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically) and check it with ``onnx.checker``.
 
     ``dynamic`` leaves the batch free, and height and width too when the model allows it
     (``onnx_input_size`` tells which axes are free). ``opset`` None lets the exporter choose.
+    ``argmax_first`` computes ``labels`` before the final pixel shuffle
+    (``rtseg.inference.onnx_rewrite``; static shapes only); leave it off for a graph that is
+    going to be quantized, and rewrite the quantized one.
     """
     from rtseg.inference.subpixel import rewrite_conv_transpose
 
@@ -71,6 +75,8 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         except Exception as exc:
             raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        if argmax_first:
+            rewrite_labels(tmp)
         check_onnx(tmp)
         os.replace(tmp, path)
     finally:
@@ -118,6 +124,18 @@ def _pinned_axes(program) -> set[int]:
         if not isinstance(dim, torch.SymInt) or not dim.node.expr.free_symbols:
             pinned.add(axis)
     return pinned
+
+
+def rewrite_labels(path: str | Path) -> bool:
+    """Apply ``argmax_before_depth_to_space`` to the ONNX file in place; True if it changed."""
+    import onnx
+
+    from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space
+
+    model, changed = argmax_before_depth_to_space(onnx.load(str(path)))
+    if changed:
+        onnx.save(model, str(path))
+    return changed
 
 
 def check_onnx(path: str | Path) -> None:

@@ -53,17 +53,15 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_export_dynamic_batch_checks_and_agrees(tmp_path):
+def test_export_command_checks_and_agrees(tmp_path):
     output = tmp_path / "model.onnx"
-    code, out, err = run_cli("export", *TINY, "--size", SIZE, "--dynamic", "--output", str(output), "--json")
+    code, out, err = run_cli("export", *TINY, "--size", SIZE, "--output", str(output), "--json")
     assert code == 0, err
     report = json.loads(out)
     assert output.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp left
-    # this decoder crops to Python ints, so height and width stay fixed; the batch is free
-    assert onnx_input_size(output) == (None, 3, 32, 64) and report["input_shape"] == ["?", 3, 32, 64]
+    assert onnx_input_size(output) == (1, 3, 32, 64) and report["input_shape"] == [1, 3, 32, 64]
     fp32 = report["fp32"]
-    assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_diff"] < 1e-3
-    assert fp32["images"] == 2 + 2  # two batches of 1, and one of 2 through the free batch axis
+    assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_diff"] < 1e-3 and fp32["images"] == 2
 
     import onnx
     import onnxruntime as ort
@@ -72,9 +70,42 @@ def test_export_dynamic_batch_checks_and_agrees(tmp_path):
     assert [o.name for o in graph.output] == ["logits", "labels"]
     assert not any(node.op_type == "ConvTranspose" for node in graph.node)  # written as sub-pixel convs
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-    logits, labels = session.run(None, {"image": np.zeros((3, 3, 32, 64), np.float32)})
-    assert logits.shape == (3, 19, 32, 64) and labels.shape == (3, 32, 64)
-    assert (labels == logits.argmax(1)).all()
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 64)).astype(np.float32)
+    logits, labels = session.run(None, {"image": x})
+    assert logits.shape == (1, 19, 32, 64) and labels.shape == (1, 32, 64)
+    np.testing.assert_array_equal(labels, logits.argmax(1))
+
+
+class TinyNet(torch.nn.Module):
+    """Down, class scores, up; ``pin`` crops with Python ints as rtseg's decoders do."""
+
+    name = "tiny"
+
+    def __init__(self, pin: bool = False):
+        super().__init__()
+        self.pin = pin
+        self.down = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU())
+        self.score = torch.nn.Conv2d(8, 19, 1)
+        self.up = torch.nn.ConvTranspose2d(19, 19, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        y = self.up(self.score(self.down(x)))
+        if self.pin:
+            y = y[..., :int(x.shape[-2]), :int(x.shape[-1])]
+        return y
+
+
+@pytest.mark.parametrize("pin,free", [(False, (None, 3, None, None)), (True, (None, 3, 32, 48))])
+def test_dynamic_export_declares_only_the_axes_that_stay_free(tmp_path, pin, free):
+    from rtseg.export import check_images, compare_with_torch, export_onnx
+
+    torch.manual_seed(0)
+    model = TinyNet(pin).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", (32, 48), dynamic=True)
+    assert onnx_input_size(path) == free
+    other = (64, 80) if pin is False else (32, 48)
+    agreement = compare_with_torch(model, path, check_images(model, other, batch=3, count=1))
+    assert agreement.images == 3 and agreement.argmax_agreement == 1.0 and agreement.max_abs_diff < 1e-4
 
 
 def test_int8_export_from_a_checkpoint_reports_agreement_and_miou(tmp_path, checkpoint, synthetic_root):
@@ -141,8 +172,7 @@ def test_video_round_trip(tmp_path):
     _write_video(source, frames=6)
     seen = []
 
-    model = rtseg.create_model("skipnet-mobilenet_v1", width=0.25).eval()
-    predictor = Predictor(model)
+    predictor = Predictor(TinyNet().eval())
 
     def recording_predictor(image):
         seen.append(image.shape)
@@ -171,3 +201,25 @@ def test_overlay_blends_the_cityscapes_colours():
     np.testing.assert_array_equal(overlay(image, ids, alpha=0.0), image)
     half = overlay(image, ids, alpha=0.5).astype(int)
     assert np.abs(half - (100 + TRAIN_COLORS[ids].astype(int)) / 2).max() <= 0.5
+
+
+def test_argmax_first_rewrite_gives_the_same_labels(tmp_path):
+    """The labels output computed before the last pixel shuffle equals the argmax of the logits."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtseg.export import export_onnx
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    path = export_onnx(model, tmp_path / "m.onnx", (40, 72), batch=2)
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    assert producer["labels"].op_type == "Cast"  # int64 index map, moved as uint8
+    argmax = next(n for n in graph.node if n.op_type == "ArgMax")
+    assert producer[argmax.input[0]].op_type == "Reshape"  # taken on the conv output, before DepthToSpace
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 3, 40, 72)).astype(np.float32) * 3
+    logits, labels = session.run(None, {"image": x})
+    assert labels.dtype == np.int64 and labels.shape == (2, 40, 72)
+    np.testing.assert_array_equal(labels, logits.argmax(1))

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=output.parent if output.parent.is_dir() else None,
                                      prefix=".rtseg-export-") as work:
         fp32_path = Path(work) / "model.onnx" if args.int8 else output
-        export_onnx(model, fp32_path, args.size, args.batch, dynamic=args.dynamic, opset=args.opset)
+        export_onnx(model, fp32_path, args.size, args.batch, dynamic=args.dynamic, opset=args.opset,
+                    argmax_first=not args.int8)  # a quantized graph is rewritten after quantization
         report["input_shape"] = ["?" if d is None else d for d in onnx_input_size(fp32_path)]
         log(f"exported {report['model']} -> {fp32_path if not args.int8 else 'fp32 graph'}: input image "
             f"{report['input_shape']}, outputs logits and labels; onnx.checker passed")

@@ -100,17 +100,21 @@ def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], bat
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="rtseg-ort-") as work:
-        path = export_onnx(model, Path(work) / "model.onnx", size, batch=batch)
-        details = {"graph": "fp32 ONNX, conv-transpose as sub-pixel conv"}
+        path = export_onnx(model, Path(work) / "model.onnx", size, batch=batch, argmax_first=precision == "fp32")
+        details = {"graph": "fp32 ONNX, conv-transpose as sub-pixel conv, argmax before the last pixel shuffle"}
         if precision == "int8":
             from rtseg.inference.calibration import random_calibration
             from rtseg.inference.quantize import quantize_int8
 
             batches = calibration if calibration is not None else random_calibration(model, size, batch)
             path = quantize_int8(path, Path(work) / "model-int8.onnx", batches)
-            details["graph"] = "int8 QDQ (u8 activations, per-channel s8 weights)"
+            details["graph"] = ("int8 QDQ (u8 activations, per-channel s8 weights), conv-transpose as "
+                                "sub-pixel conv, argmax before the last pixel shuffle")
         elif precision == "fp16":
+            from rtseg.export import rewrite_labels
+
             path = _to_float16(path, Path(work) / "model-fp16.onnx")
+            rewrite_labels(path)
             details["graph"] = "fp16 ONNX (float32 input and output)"
         model_graph, labels_graph = sub_graph(path, "logits"), sub_graph(path, "labels")
     sessions = [create_session(g, device, threads) for g in (model_graph, labels_graph)]

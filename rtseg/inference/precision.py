@@ -20,7 +20,6 @@ HOW = {
     ("compile", "fp32"): "torch.compile (inductor, weights frozen), batch norm folded",
     ("compile", "bf16"): "torch.compile under torch.autocast(bfloat16)",
     ("compile", "fp16"): "torch.compile under torch.autocast(float16)",
-    ("compile", "int8"): "PT2E static quantization (torchao X86InductorQuantizer) + torch.compile",
     ("onnxruntime", "fp32"): "ONNX Runtime, all graph optimisations (it folds batch norm itself)",
     ("onnxruntime", "fp16"): "ONNX Runtime on CUDA, weights and activations converted to float16",
     ("onnxruntime", "int8"): "ONNX Runtime static quantization: QDQ, per-channel int8 weights, uint8 activations",
@@ -28,9 +27,11 @@ HOW = {
 
 _WHY_NOT = {
     ("eager", "int8"): "PyTorch has no fast eager int8 convolutions; use --engine onnxruntime "
-                       "(QDQ static quantization) or --engine compile",
+                       "(QDQ static quantization)",
     ("onnxruntime", "bf16"): "ONNX Runtime's CPU and CUDA providers have no bfloat16 convolutions; "
                              "use --engine eager or compile for bf16",
+    ("compile", "int8"): "PyTorch's PT2E int8 quantizer moved out of torch into torchao, which rtseg "
+                         "does not depend on; use --engine onnxruntime (QDQ static quantization)",
 }
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -49,8 +50,6 @@ def check_choice(engine: str, precision: str, device: str) -> None:
     reason = _WHY_NOT.get((engine, precision))
     if reason is None and (engine, precision) == ("onnxruntime", "fp16") and device == "cpu":
         reason = "ONNX Runtime's CPU provider has no float16 convolutions; use --device cuda or --precision int8"
-    if reason is None and (engine, precision) == ("compile", "int8") and device == "cuda":
-        reason = "int8 with torch.compile is an x86 CPU path here; use --device cpu"
     if reason:
         raise RtsegError(f"engine {engine!r} cannot run precision {precision!r}: {reason}")
 
@@ -71,8 +70,6 @@ def supported_combinations(device: str = "cpu") -> list[tuple[str, str]]:
             if (engine, precision) in _WHY_NOT:
                 continue
             if device == "cpu" and (engine, precision) == ("onnxruntime", "fp16"):
-                continue
-            if device == "cuda" and (engine, precision) == ("compile", "int8"):
                 continue
             combos.append((engine, precision))
     return combos

@@ -39,11 +39,12 @@ class _Reader:
 
 
 def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable, *,
-                  input_name: str = "image", per_channel: bool = True) -> Path:
+                  input_name: str = "image", per_channel: bool = True, argmax_first: bool = True) -> Path:
     """Write the int8 QDQ version of the float ONNX graph ``source`` to ``target`` (atomically).
 
     ``calibration`` yields normalised image batches (tensors or arrays) shaped like the
-    graph's input; a handful of real images is enough for min/max ranges.
+    graph's input; a handful of real images is enough for min/max ranges. ``argmax_first``
+    then rewrites the ``labels`` output (``rtseg.inference.onnx_rewrite``).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -62,5 +63,9 @@ def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable,
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
+        if argmax_first:
+            from rtseg.export import rewrite_labels
+
+            rewrite_labels(quantized)
         os.replace(quantized, target)
     return target

@@ -1,4 +1,4 @@
-"""The PyTorch engines: ``eager`` and ``compile`` (inductor), in fp32, bf16, fp16 and (compile) int8.
+"""The PyTorch engines: ``eager`` and ``compile`` (inductor), in fp32, bf16 and fp16.
 
 Both start from the same prepared copy of the model: eval mode, batch norm folded into the
 convolutions, optionally transposed convolutions rewritten as sub-pixel convolutions, and
@@ -74,11 +74,6 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], *, batch: int =
     modules = (prepared, EndToEnd(prepared))
     if engine == "compile":
         example = torch.randn(batch, 3, *size, device=device)
-        if precision == "int8":
-            from rtseg.inference.pt2e import quantize_pt2e
-
-            modules = tuple(quantize_pt2e(m, example, calibration) for m in modules)
-            details["graph"] = "int8 PT2E (X86InductorQuantizer)"
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
         details["compile"] = "inductor, freezing, max-autotune off"
     fns = [_eager_fn(m, precision, device, channels_last) for m in modules]

@@ -172,7 +172,7 @@ class SpeedResult:
             "fps": round(self.fps, 3), "fps_model": round(self.fps_model, 3),
             "latency_ms": round(self.end_to_end.latency_median_ms, 3),
             "latency_model_ms": round(self.model_only.latency_median_ms, 3),
-            "gflops": round(self.gflops, 4), "params": self.params,
+            "gflops": round(self.gflops, 6), "params": self.params,
             "achieved_gflops_per_s": round(self.gflops * self.fps_model, 2),
             "peak_gflops_per_s": round(peak, 2) if peak else None,
             "efficiency": round(self.efficiency, 5) if self.efficiency is not None else None,
