@@ -206,6 +206,22 @@ def test_report_command_renders_again_from_the_json(bench, capsys):
     assert "results.json does not exist" in capsys.readouterr().err
 
 
+def test_quick_run_on_a_cityscapes_folder_scales_its_images_and_limits_validation(tmp_path):
+    from rtseg.data.synthetic import generate_synthetic_cityscapes
+
+    root = tmp_path / "cityscapes"
+    generate_synthetic_cityscapes(root, train=4, val=3, test=0, size=(64, 128), progress=False)
+    schedule = dataclasses.replace(TINY, real_size=(32, 64), real_val_limit=2)
+    result = run_benchmark([Entry("skipnet-mobilenet_v1", options=NARROW)], tmp_path / "out", data=root, quick=True,
+                           schedule=schedule, speed_runs=2, speed_options=FAST_TIMING, progress=False, device="cpu")
+    assert result.failures == [] and not (tmp_path / "out" / "data").exists()
+    model = result.results["models"][0]
+    config = json.loads(stage_path(result.out_dir, model["key"], "train").read_text())["inputs"]["configs"][0]
+    assert config["data"]["root"] == str(root) and config["data"]["scale"] == [0.5, 0.5]
+    assert model["evaluate"]["images"] == 2 and model["evaluate"]["input_size"] == "32x64"
+    assert f"Data: Cityscapes at {root}" in (result.out_dir / "report.md").read_text()
+
+
 # --- model selection, schedules, published figures ----------------------------------------
 
 def test_paper_selection_is_table1_then_table3():

@@ -3,7 +3,7 @@
 * ``pareto_plot``: mIoU against cost (GFLOPs, lower is better) or speed (FPS, higher is
   better); the Pareto front (the models no other model beats on both axes) is joined by a
   line and its points are filled.
-* ``qualitative_figure``: like the paper's Figure 3, one row per validation image: the
+* ``qualitative_figure``: like the paper's Figure 3, for a few validation images: the
   input, the ground truth and each model's prediction, in the Cityscapes colours.
 """
 
@@ -104,28 +104,28 @@ def qualitative_figure(rows: Sequence[dict], model_labels: Sequence[str], path: 
                        max_width_px: int = 512) -> Path:
     """``rows``: per image ``{"name", "image": RGB array, "label": train ids, "predictions": [train ids per model]}``.
 
-    Columns: input, ground truth, then one per model (``model_labels``); pixels ignored in the
-    ground truth are black, as in the official colour images.
+    One column per image; rows: the input, the ground truth, then one per model
+    (``model_labels``), so a dozen models still fit the page width. Pixels the ground truth
+    ignores are black, as in the official colour images.
     """
     from rtseg.data.labels import colorize
 
-    columns = 2 + len(model_labels)
+    panel_titles = ["input", "ground truth", *model_labels]
     height, width = rows[0]["image"].shape[:2]
-    aspect = height / width
-    cell = 2.2  # inches per column
-    fig = _figure(cell * columns, cell * aspect * len(rows) + 0.5)
-    titles = ["input", "ground truth", *model_labels]
-    for r, row in enumerate(rows):
+    cell = 2.6  # inches per image column
+    fig = _figure(1.2 + cell * len(rows), cell * height / width * len(panel_titles) + 0.4)
+    grid = fig.add_gridspec(len(panel_titles), len(rows))
+    for c, row in enumerate(rows):
         panels = [row["image"], colorize(row["label"]), *(colorize(p) for p in row["predictions"])]
-        for c, panel in enumerate(panels):
-            ax = fig.add_subplot(len(rows), columns, r * columns + c + 1)
+        for r, panel in enumerate(panels):
+            ax = fig.add_subplot(grid[r, c])
             ax.imshow(_shrink(panel, max_width_px), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(titles[c], fontsize=8)
+                ax.set_title(row["name"], fontsize=7)
             if c == 0:
-                ax.set_ylabel(row["name"], fontsize=6)
+                ax.set_ylabel(panel_titles[r], fontsize=8, rotation=0, ha="right", va="center")
     return _save(fig, Path(path))
 
 

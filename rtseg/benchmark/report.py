@@ -191,8 +191,8 @@ def _qualitative_blocks(out_dir: Path, results: dict, images_dir: Path) -> list:
         return [Paragraph("The models were evaluated on different images: no common picture.")]
     path = qualitative_figure(rows, [model_label(m) for m in models], images_dir / QUALITATIVE)
     return [Image(path, "input, ground truth and each model's prediction in the Cityscapes colours"),
-            Paragraph("Columns: input image, ground truth (black: not evaluated), then each model's prediction, "
-                      "for the first validation images.")]
+            Paragraph("One column per validation image (the first ones of the split): the input, the ground "
+                      "truth (black: not evaluated), then each model's prediction.")]
 
 
 # --- Markdown -----------------------------------------------------------------------------

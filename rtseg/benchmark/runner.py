@@ -53,6 +53,7 @@ class BenchmarkResult:
     report_paths: list[Path]
     ran: list[tuple[str, str]] = field(default_factory=list)  # (key, stage) pairs this call ran
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stage, error)
+    is_main: bool = True  # False on the other ranks of a torchrun run (they write nothing)
 
 
 def run_benchmark(models: str | Sequence[str], out_dir: str | Path, data: str | Path | None = None,
@@ -110,6 +111,23 @@ class _Runner:
 
     # ------------------------------------------------------------------ run
     def run(self, report: bool) -> BenchmarkResult:
+        try:
+            self._run_all()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self._leave_distributed()
+        results = self._write_results() if self.is_main else {}
+        report_paths = []
+        if report and self.is_main:
+            from rtseg.benchmark.report import render_report
+
+            report_paths = render_report(self.out_dir, results)
+        return BenchmarkResult(self.out_dir, results, self.out_dir / files.RESULTS_JSON,
+                               self.out_dir / files.RESULTS_CSV, report_paths, self.ran, self.failures,
+                               self.is_main)
+
+    def _run_all(self) -> None:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.synthetic:
@@ -118,32 +136,21 @@ class _Runner:
         plans = {e.key: training_stages(e, self.out_dir / "runs" / e.key, data_root=self.data_root,
                                         synthetic=self.synthetic, quick=self.quick, device=self.device,
                                         progress=self.progress and self.is_main, configs_dir=self.configs_dir,
-                                        schedule=self.schedule)
+                                        schedule=self.schedule, image_height=self._image_height())
                  for e in self.entries}
         work = {e.key: self._estimate_work(e, plans[e.key]) for e in self.entries}
         done = sum(work[e.key][s] for e in self.entries for s in files.STAGES if self._is_done(e, s, plans[e.key]))
         self.bar = _progress_bar(sum(sum(w.values()) for w in work.values()), done, self.progress and self.is_main)
-        try:
-            for number, entry in enumerate(self.entries, 1):
-                for stage in files.STAGES:
-                    if self._is_done(entry, stage, plans[entry.key]):
-                        continue
-                    self.bar.set_description_str(f"benchmark [{number}/{len(self.entries)}] {entry.key}: {stage}")
-                    self._run_stage(entry, stage, plans[entry.key])
-                    self.bar.update(work[entry.key][stage])
-                if self.is_main:
-                    self._write_results()
-        finally:
-            self.bar.close()
-            self._barrier()
-        results = self._write_results() if self.is_main else {}
-        report_paths = []
-        if report and self.is_main:
-            from rtseg.benchmark.report import render_report
-
-            report_paths = render_report(self.out_dir, results)
-        return BenchmarkResult(self.out_dir, results, self.out_dir / files.RESULTS_JSON,
-                               self.out_dir / files.RESULTS_CSV, report_paths, self.ran, self.failures)
+        for number, entry in enumerate(self.entries, 1):
+            for stage in files.STAGES:
+                if self._is_done(entry, stage, plans[entry.key]):
+                    continue
+                self.bar.set_description_str(f"benchmark [{number}/{len(self.entries)}] {entry.key}: {stage}")
+                self._run_stage(entry, stage, plans[entry.key])
+                self.bar.update(work[entry.key][stage])
+            if self.is_main:
+                self._write_results()
+        self._barrier()  # the other ranks wait for rank 0's last evaluation and timing
 
     # ------------------------------------------------------------- stages
     def _inputs(self, entry: Entry, stage: str, plan: list[TrainingStage]) -> dict | None:
@@ -281,6 +288,18 @@ class _Runner:
         speed = (2 * self.speed_runs + 30) * at(self.speed_size)  # timed runs of both figures + warm-up
         return {"train": train, "evaluate": evaluate, "cost": 0.001 * train + 1e-3, "speed": speed}
 
+    def _image_height(self) -> int:
+        """Height of the data's first training image (1024 for Cityscapes): --quick scales from it."""
+        if self.synthetic:
+            return int(self.synthetic_spec["size"][0])
+        from PIL import Image
+
+        first = next((self.data_root / "leftImg8bit" / "train").glob("*/*_leftImg8bit.png"), None)
+        if first is None:
+            return 1024
+        with Image.open(first) as image:
+            return image.height
+
     def _count_images(self, split: str) -> int:
         if self.synthetic:
             return int(self.synthetic_spec[split])
@@ -300,6 +319,12 @@ class _Runner:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def _leave_distributed(self) -> None:
+        if self.dist is not None and self.dist.owned:
+            from rtseg.engine.distributed import cleanup_distributed
+
+            cleanup_distributed()
 
     def _write_results(self) -> dict:
         from rtseg import __version__
@@ -327,7 +352,7 @@ class _Runner:
                 "synthetic": self.synthetic_spec if self.synthetic else None,
                 "command": " ".join(["rtseg", *sys.argv[1:]]) if Path(sys.argv[0]).name == "rtseg" else None,
             },
-            "quick_cuts": self.schedule.cuts(self.synthetic) if self.quick else [],
+            "quick_cuts": self.schedule.cuts(self.synthetic, self.speed_size) if self.quick else [],
             "notes": list(self.notes),
             "hardware": describe(self.device.split(":")[0], self.threads),
             "models": models,
@@ -363,16 +388,18 @@ def _init_distributed(device):
     import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=DISTRIBUTED_TIMEOUT)
-    return _Rank(dist.get_rank())
+    return _Rank(dist.get_rank(), owned)
 
 
 @dataclass(frozen=True)
 class _Rank:
     rank: int
+    owned: bool  # this benchmark created the process group (and destroys it at the end)
 
 
 def _config_changes(old: dict, new: dict) -> list[str]:

@@ -41,7 +41,8 @@ def train_entry(stages: list[TrainingStage], out_dir: Path) -> dict:
     records = []
     final = None
     for stage in stages:
-        result = train(stage.config, stage.out_dir, resume=True)
+        # resume only what an earlier call left (the trainer would announce a fresh start otherwise)
+        result = train(stage.config, stage.out_dir, resume=(Path(stage.out_dir) / "last.pt").is_file())
         records.append({
             "name": stage.name, "config": stage.source, "out_dir": relative(stage.out_dir, out_dir),
             "steps": result.steps, "best_miou": result.best_miou, "seconds": _trained_seconds(stage.out_dir),

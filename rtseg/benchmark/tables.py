@@ -116,7 +116,8 @@ def table2(results: dict) -> Table:
                        "(Pascal) with an optimised TensorFlow graph, outside the paper.")
     table.notes.append("Model only: normalised image tensor in, logits out. End-to-end: the same tensor in, "
                        "label map out (argmax included). Efficiency: achieved FLOP/s (model only) over this "
-                       "machine's measured matrix-multiply peak in the same precision.")
+                       "machine's measured matrix-multiply peak in the same precision; above 100 % the machine was busier "
+                       "while its peak was measured than while the model was timed (shared CPU).")
     return table
 
 

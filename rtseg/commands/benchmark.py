@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="precision for the timing (default fp32); training follows the configs")
     parser.add_argument("--threads", type=int, help="CPU threads for the timing (default: PyTorch's)")
     parser.add_argument("--speed-size", type=size_argument, metavar="HxW",
-                        help="timing input size (default 512x1024; 128x256 with --quick)")
+                        help="timing input size (default 512x1024; 256x512 with --quick)")
     parser.add_argument("--configs", metavar="DIR", help="folder of the training configs (default: configs/)")
     parser.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
                         help="model option for every model, e.g. -O width=0.5")
@@ -45,9 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.benchmark import run_benchmark
+    import os
+
+    from rtseg.benchmark import QUICK, run_benchmark
     from rtseg.commands.common import model_options_from_args
 
+    if args.quick and os.environ.get("RANK", "0") == "0":
+        print("--quick cuts, against the paper's study:")
+        for line in QUICK.cuts(synthetic=args.data is None, speed_size=args.speed_size):
+            print(f"  - {line}")
+        print(flush=True)
     result = run_benchmark(args.models, args.out, data=args.data, quick=args.quick, device=args.device,
                            engine=args.engine, precision=args.precision, threads=args.threads,
                            speed_size=args.speed_size, options=model_options_from_args(args),
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def report_outcome(result) -> int:
     """Print where the results are; 1 when a stage failed (the rest of the study is still written)."""
+    if not result.is_main:
+        return 0
     print(f"results: {result.json_path} and {result.csv_path}")
     for path in result.report_paths:
         print(f"report: {path}")
