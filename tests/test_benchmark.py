@@ -190,6 +190,28 @@ def test_other_timing_settings_retime_without_retraining(bench):
     assert all(m["speed"]["end_to_end"]["runs"] == 3 for m in load_results(result.out_dir)["models"])
 
 
+def test_a_failing_stage_is_reported_and_the_other_models_go_on(bench, monkeypatch):
+    import rtseg.benchmark.runner as runner
+
+    result, _ = bench
+    timed = runner.speed_entry
+
+    def speed_or_fail(checkpoint, *args, **kwargs):
+        if KEYS[0] in str(checkpoint):
+            raise RuntimeError("out of memory (simulated)")
+        return timed(checkpoint, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "speed_entry", speed_or_fail)
+    again = run_tiny(result.out_dir, speed_runs=4)
+    assert again.ran == [(KEYS[1], "speed")]
+    assert again.failures == [(KEYS[0], "speed", "RuntimeError: out of memory (simulated)")]
+    first, second = load_results(result.out_dir)["models"]
+    assert first["speed"] is None and first["errors"] == {"speed": "RuntimeError: out of memory (simulated)"}
+    assert second["speed"]["end_to_end"]["runs"] == 4
+    assert "the speed stage failed: RuntimeError: out of memory (simulated)" in (result.out_dir / "report.md").read_text()
+    assert main(["report", str(result.out_dir)]) == 0  # a report without that model's speed still renders
+
+
 def test_other_training_settings_are_refused_not_mixed(bench):
     result, _ = bench
     longer = dataclasses.replace(TINY, iterations=5)

@@ -127,6 +127,9 @@ def hardware_text(results: dict) -> str:
     if speeds and speeds[0].get("peak_gflops_per_s"):
         parts.append(f"matrix-multiply peak {speeds[0]['peak_gflops_per_s']:.0f} GFLOP/s "
                      f"({speeds[0].get('precision', '?')})")
+    policy = (results.get("settings") or {}).get("omp_wait_policy")
+    if policy:
+        parts.append(f"OMP_WAIT_POLICY={policy}")
     loads = [s.get("hardware", {}).get("load_average_1min") for s in speeds]
     loads = [v for v in loads if v is not None]
     if loads:

@@ -22,6 +22,7 @@ the files are rank 0's, and the other ranks wait for it at the next model's trai
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 import traceback
@@ -108,6 +109,7 @@ class _Runner:
         self.ran: list[tuple[str, str]] = []
         self.failures: list[tuple[str, str, str]] = []
         self.bar = None
+        self.plans: dict[str, list[TrainingStage]] = {}
 
     # ------------------------------------------------------------------ run
     def run(self, report: bool) -> BenchmarkResult:
@@ -138,6 +140,7 @@ class _Runner:
                                         progress=self.progress and self.is_main, configs_dir=self.configs_dir,
                                         schedule=self.schedule, image_height=self._image_height())
                  for e in self.entries}
+        self.plans = plans
         work = {e.key: self._estimate_work(e, plans[e.key]) for e in self.entries}
         done = sum(work[e.key][s] for e in self.entries for s in files.STAGES if self._is_done(e, s, plans[e.key]))
         self.bar = _progress_bar(sum(sum(w.values()) for w in work.values()), done, self.progress and self.is_main)
@@ -336,9 +339,12 @@ class _Runner:
             record = {"key": entry.key, "model": entry.model, "decoder": decoder if encoder else None,
                       "encoder": encoder, "whole_model": None if encoder else decoder, "coarse": entry.coarse,
                       "options": entry.options}
+            plan = self.plans.get(entry.key)
             for stage in files.STAGES:
                 stored = files.read_stage(self.out_dir, entry.key, stage)
-                record[stage] = stored["result"] if stored else None
+                # a record made with other inputs (another engine, an older checkpoint) is not this run's
+                current = stored is not None and plan is not None and self._is_done(entry, stage, plan)
+                record[stage] = stored["result"] if current else None
             record["errors"] = {stage: error for key, stage, error in self.failures if key == entry.key}
             models.append(record)
         results = {
@@ -350,7 +356,8 @@ class _Runner:
                 "speed_runs": self.speed_runs,
                 "data": "synthetic" if self.synthetic else str(self.data_root),
                 "synthetic": self.synthetic_spec if self.synthetic else None,
-                "command": " ".join(["rtseg", *sys.argv[1:]]) if Path(sys.argv[0]).name == "rtseg" else None,
+                "command": _command_line(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             },
             "quick_cuts": self.schedule.cuts(self.synthetic, self.speed_size) if self.quick else [],
             "notes": list(self.notes),
@@ -360,6 +367,14 @@ class _Runner:
         files.write_json(self.out_dir / files.RESULTS_JSON, results)
         files.write_csv(self.out_dir / files.RESULTS_CSV, models)
         return results
+
+
+def _command_line() -> str | None:
+    """``rtseg benchmark ...`` as typed (also through ``python -m rtseg`` or torchrun); None from Python."""
+    program = Path(sys.argv[0])
+    if program.name == "rtseg" or (program.name == "__main__.py" and program.parent.name == "rtseg"):
+        return " ".join(["rtseg", *sys.argv[1:]])
+    return None
 
 
 def _resolve_device(name: str) -> str:
@@ -383,8 +398,6 @@ def _init_distributed(device):
 
     if not launched_by_torchrun():
         return None
-    import os
-
     import torch
     import torch.distributed as dist
 

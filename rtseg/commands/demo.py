@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    _sleeping_openmp_waits()
     from rtseg.benchmark import DEMO_MODELS, QUICK, run_benchmark
     from rtseg.commands.benchmark import report_outcome
 
@@ -42,6 +43,21 @@ def run(args: argparse.Namespace) -> int:
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
     print(f"done in {minutes} min {seconds:02d} s; open {result.out_dir / 'report.html'}")
     return status
+
+
+def _sleeping_openmp_waits() -> None:
+    """Let PyTorch's idle OpenMP threads sleep instead of spinning (unless the user chose).
+
+    On a CPU shared with other jobs, spinning threads steal each other's time slices: on the
+    project's 2-core machine, shared, the 100 quick training steps of SkipNet-MobileNet took
+    156 s with the default policy and 10 s with ``OMP_WAIT_POLICY=PASSIVE``; the demo must
+    fit 10 minutes there. OpenMP reads the variable once, when torch loads: too late after.
+    """
+    import os
+    import sys
+
+    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def summary_table(results: dict) -> str:
