@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="Cityscapes-layout root with train and val images (default: generate "
                                        "a small synthetic one in a temporary folder)")
     parser.add_argument("--images", type=int, default=4, help="val images for the agreement/mIoU check")
+    parser.add_argument("--quality-data", help="Cityscapes-layout root for the agreement/mIoU check of models "
+                                               "with --checkpoint, at its images' own size (default: --data at "
+                                               "--size); use the size the checkpoint was trained at")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
                         help="trained weights for model NAME (repeatable)")
     parser.add_argument("--output", help="write the results as JSON to this file")
@@ -126,7 +129,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from rtseg.inference.calibration import images_from_root, model_normalisation
+    from rtseg.inference.calibration import find_images, images_from_root, model_normalisation, read_image
     from rtseg.inference.runner import build_runners
     from rtseg.profiling.hardware import describe
     from rtseg.profiling.speed import TimingStats, settle, stopwatch
@@ -141,18 +144,31 @@ def main(argv=None) -> int:
             mean, std = model_normalisation(model)
             samples = val_samples(root, args.size, args.images, mean, std)
             calibration = images_from_root(root, args.size, 8, mean, std)
+            quality = None
+            if trained and args.quality_data:
+                quality_root = Path(args.quality_data)
+                quality_size = tuple(read_image(find_images(quality_root, ("val",))[0]).shape[-2:])
+                quality = (quality_size, val_samples(quality_root, quality_size, args.images, mean, std),
+                           images_from_root(quality_root, quality_size, 8, mean, std))
             for setting in args.settings:
                 began = time.perf_counter()
                 print(f"building {name} / {setting} ...", file=sys.stderr)
                 runners = build_runners(model, args.size, threads=args.threads, calibration=calibration,
                                         **SETTINGS[setting])
-                entries.append({"model": name, "setting": setting, "trained": trained, "runners": runners,
-                                "build_s": time.perf_counter() - began,
-                                "labels": [runners[1](x).cpu() for x, _ in samples], "samples": samples})
-    x = entries[0]["samples"][0][0]
+                entry = {"model": name, "setting": setting, "trained": trained, "runners": runners,
+                         "build_s": time.perf_counter() - began, "samples": samples, "quality_size": args.size,
+                         "speed_input": samples[0][0],
+                         "labels": [runners[1](x).cpu() for x, _ in samples]}
+                if quality is not None:  # the same setting built again at the checkpoint's own size
+                    quality_runners = build_runners(model, quality[0], threads=args.threads,
+                                                    calibration=quality[2], **SETTINGS[setting])
+                    entry.update(samples=quality[1], quality_size=quality[0],
+                                 labels=[quality_runners[1](x).cpu() for x, _ in quality[1]])
+                entries.append(entry)
     steps = []
     for entry in tqdm(entries, desc="warm-up", file=sys.stderr):
         model_only, end_to_end = entry["runners"]
+        x = entry["speed_input"]  # a real-looking image at --size
         entry["steps"] = (stopwatch(end_to_end, x), stopwatch(model_only, x))
         entry["warmup"] = [settle(step, max_runs=30, max_seconds=30).runs for step in entry["steps"]]
         steps.append(entry["steps"])
@@ -176,6 +192,7 @@ def main(argv=None) -> int:
         total = sum(a.numel() for a in plain["labels"])
         row["agreement_with_plain"] = round(same / total, 6)
         row["miou"] = miou(entry["labels"], entry["samples"]) if entry["trained"] else None
+        row["quality_size"] = "x".join(map(str, entry["quality_size"]))
         results.append(row)
     summary = summarise(results, args)
     report = {"command": command, "size": f"{args.size[0]}x{args.size[1]}", "threads": args.threads,
@@ -214,7 +231,7 @@ def print_report(report) -> None:
     print(f"{hw['cpu']} ({', '.join(hw['cpu_flags'])}), {report['threads']} threads, size {report['size']}, "
           f"{report['runs']} interleaved rounds, load average {hw['load_average_1min']}")
     print(f"{'model':24s} {'setting':18s} {'e2e FPS':>8s} {'p10':>6s} {'model FPS':>9s} {'x plain':>8s} "
-          f"{'agree':>8s} {'mIoU':>6s}")
+          f"{'agree':>8s} {'mIoU':>6s}  (agreement with plain and mIoU at the quality size)")
     plain = {r["model"]: r["end_to_end"]["fps_median"] for r in report["results"] if r["setting"] == "plain"}
     for r in report["results"]:
         e2e = r["end_to_end"]
