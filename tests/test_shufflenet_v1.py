@@ -97,8 +97,10 @@ def test_bad_options_are_refused_with_the_allowed_values():
         ShuffleNetV1Encoder(groups=5)
     with pytest.raises(RtsegError, match="width"):
         ShuffleNetV1Encoder(width=0)
-    with pytest.raises(RtsegError, match="stem_channels"):
+    with pytest.raises(RtsegError, match="stem_channels must be a multiple of groups=8 .* got 12"):
         ShuffleNetV1Encoder(groups=8, stem_channels=12)
+    with pytest.raises(RtsegError, match="below the 384 stage-2 channels"):
+        ShuffleNetV1Encoder(groups=8, stem_channels=384)
     with pytest.raises(RtsegError, match="groups"):
         rtseg.create_model("skipnet-shufflenet_v1", groups=7)
 
@@ -166,9 +168,14 @@ def test_folded_inference_equals_plain_shuffle_network(output_stride):
     with torch.inference_mode():
         folded = encoder(x)
     with_grad = encoder(x)  # autograd on: conv + BN unfolded
-    for fast, slow, plain in zip(folded, with_grad, expected):
+    encoder.to(memory_format=torch.channels_last)  # the shuffle kernel keeps this layout
+    with torch.inference_mode():
+        channels_last = encoder(x.contiguous(memory_format=torch.channels_last))
+    assert channels_last[-1].is_contiguous(memory_format=torch.channels_last)
+    for fast, slow, last, plain in zip(folded, with_grad, channels_last, expected):
         torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(slow, plain, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(last, plain, atol=1e-5, rtol=1e-5)
 
 
 def test_folded_weights_follow_weight_changes():
@@ -190,6 +197,7 @@ def test_folded_weights_follow_weight_changes():
         torch.testing.assert_close(encoder(x)[-1], plain_encoder(encoder, x)[-1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter announces its retirement
 def test_onnx_export_matches_eager(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     encoder = randomize_batch_norms(ShuffleNetV1Encoder(groups=3, width=0.25)).eval()
@@ -273,10 +281,11 @@ def _save_megvii(model, path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
 
 
-def test_megvii_weights_compute_what_they_computed(tmp_path):
-    megvii = randomize_batch_norms(MegviiShuffleNetV1(groups=3, stem=12, stage2=120)).eval()
+@pytest.mark.parametrize("groups, stem, stage2", [(3, 12, 120), (8, 16, 192)])  # their 0.5x models
+def test_megvii_weights_compute_what_they_computed(tmp_path, groups, stem, stage2):
+    megvii = randomize_batch_norms(MegviiShuffleNetV1(groups, stem, stage2)).eval()
     _save_megvii(megvii, tmp_path / "snetv1_g3_0.5x.pth.tar")
-    encoder = ShuffleNetV1Encoder(groups=3, width=0.5)
+    encoder = ShuffleNetV1Encoder(groups=groups, width=0.5)
     # Feed exactly Megvii's input (BGR in 0..255) by declaring it as the normalisation: then the
     # stem fold is exact everywhere and the whole network must agree.
     encoder.mean, encoder.std = (0.0, 0.0, 0.0), (1 / 255,) * 3

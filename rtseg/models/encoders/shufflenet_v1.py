@@ -71,10 +71,23 @@ def default_stem_channels(groups: int, width: float) -> int:
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Megvii's shuffle: channel ``j * groups + i`` moves to ``i * (c / groups) + j``."""
+    """Megvii's shuffle: channel ``j * groups + i`` moves to ``i * (c / groups) + j``.
+
+    Eager mode uses PyTorch's own kernel (``F.channel_shuffle`` with ``c / groups`` groups is
+    this permutation), which keeps a channels_last input channels_last where the
+    view/transpose/reshape copy would turn it back to NCHW; tracing and export get the
+    view/transpose/reshape form, since the legacy ONNX exporter has no ``channel_shuffle``.
+    """
     batch, channels, height, width = x.shape
-    return x.view(batch, channels // groups, groups, height, width).transpose(1, 2).reshape(
-        batch, channels, height, width)
+    if _tracing():
+        return x.view(batch, channels // groups, groups, height, width).transpose(1, 2).reshape(
+            batch, channels, height, width)
+    return F.channel_shuffle(x, channels // groups)
+
+
+def _tracing() -> bool:
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export())
 
 
 class FoldedConvBN(nn.Module):
@@ -99,10 +112,9 @@ class FoldedConvBN(nn.Module):
         self._folded: tuple | None = None  # (source tensors, their versions, weight, bias)
 
     def _can_fold(self) -> bool:
-        return (not self.bn.training and self.bn.running_mean is not None
-                and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
-                and not torch.onnx.is_in_onnx_export())
+        bn = self.bn  # (an outside BN folder may have replaced it by Identity)
+        return (isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_mean is not None
+                and not torch.is_grad_enabled() and not _tracing())
 
     def _folded_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         conv, bn = self.conv, self.bn
@@ -189,15 +201,15 @@ class ShuffleNetV1Encoder(Encoder):
                              f"{', '.join(map(str, STAGE2_CHANNELS))}, got {groups!r}")
         if not isinstance(width, (int, float)) or not 0 < width <= 4:
             raise RtsegError(f"shufflenet_v1 width must be in (0, 4], got {width!r}")
+        channels = stage_channels(groups, width)
         stem = default_stem_channels(groups, width) if stem_channels is None else stem_channels
-        if not isinstance(stem, int) or stem < 1 or stem % groups:
-            raise RtsegError(f"shufflenet_v1 stem_channels must be a positive multiple of groups={groups}, "
-                             f"got {stem!r}")
+        if not isinstance(stem, int) or not 0 < stem < channels[0] or stem % groups:
+            raise RtsegError(f"shufflenet_v1 stem_channels must be a multiple of groups={groups} below the "
+                             f"{channels[0]} stage-2 channels, got {stem!r}")
         self.groups = groups
         self.width = float(width)
         self.output_stride = check_output_stride(output_stride)
         self.stem_channels = stem
-        channels = stage_channels(groups, width)
 
         self.stem = FoldedConvBN(3, stem, 3, stride=2)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -234,8 +246,8 @@ class ShuffleNetV1Encoder(Encoder):
     def convert_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This module's layout, its classifier form's, or Megvii's ShuffleNetV1 -> this module's keys."""
         if "first_conv.0.weight" in state:
-            out = convert_megvii_state_dict(state, self.mean, self.std)
             self._check_megvii_config(state)
+            out = convert_megvii_state_dict(state, self.mean, self.std)
         elif any(k.startswith("encoder.") for k in state):  # GlobalPoolClassifier(self).state_dict()
             out = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
         else:
