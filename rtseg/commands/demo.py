@@ -50,7 +50,7 @@ def _sleeping_openmp_waits() -> None:
 
     On a CPU shared with other jobs, spinning threads steal each other's time slices: on the
     project's 2-core machine, shared, the 100 quick training steps of SkipNet-MobileNet took
-    156 s with the default policy and 10 s with ``OMP_WAIT_POLICY=PASSIVE``; the demo must
+    156 s with the default policy and 16 s with ``OMP_WAIT_POLICY=PASSIVE``; the demo must
     fit 10 minutes there. OpenMP reads the variable once, when torch loads: too late after.
     """
     import os
