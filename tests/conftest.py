@@ -1,8 +1,13 @@
 import os
 
-import numpy as np
-import pytest
-import torch
+# Idle OpenMP threads must sleep, not spin: the suite starts worker and DDP processes beside this
+# one on 2 cores, and spinning threads made tiny training steps 100x slower there. Set before
+# torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # CI has 2 cores and runs this suite alone; RTSEG_TEST_THREADS=1 helps on a crowded machine.
 torch.set_num_threads(int(os.environ.get("RTSEG_TEST_THREADS", min(2, os.cpu_count() or 1))))
