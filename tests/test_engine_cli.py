@@ -142,3 +142,39 @@ def test_user_mistakes_are_one_line_errors(run, tmp_path, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"rtseg {argv[0]}: error: ") and needle in err and "\n" not in err
+
+
+def test_predict_with_onnxruntime_equals_eager(run, tmp_path):
+    root, checkpoint = run
+    images = root / "leftImg8bit" / "val"
+    for engine in ("eager", "onnxruntime"):
+        assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(images),
+                     "--output", str(tmp_path / engine), "--format", "trainids", "--engine", engine,
+                     "--size", "native"]) == 0
+    eager = sorted((tmp_path / "eager").rglob("*.png"))
+    assert eager
+    for path in eager:
+        ours = np.asarray(Image.open(path))
+        theirs = np.asarray(Image.open(tmp_path / "onnxruntime" / path.relative_to(tmp_path / "eager")))
+        assert (ours == theirs).mean() >= 0.999
+
+
+def test_predict_a_video_writes_the_overlay_video(run, tmp_path, capsys):
+    import av
+
+    _, checkpoint = run
+    source, target = tmp_path / "drive.mp4", tmp_path / "out" / "overlay.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.height, stream.width, stream.pix_fmt = 64, 128, "yuv420p"
+        for i in range(4):
+            frame = np.full((64, 128, 3), 30 + 40 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(target)]) == 0
+    assert "wrote 4 frames" in capsys.readouterr().out
+    with av.open(str(target)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 4
+    assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(source),
+                 "--output", str(tmp_path / "frames")]) == 2
+    assert "give --output a video file name" in capsys.readouterr().err

@@ -12,8 +12,8 @@
 from rtseg.engine.checkpoint import load_checkpoint, load_model
 from rtseg.engine.config import TrainConfig, load_config
 from rtseg.engine.evaluator import build_eval_dataset, evaluate
-from rtseg.engine.inference import Predictor
 from rtseg.engine.trainer import NonFiniteLossError, TrainResult, train
+from rtseg.inference import Predictor  # any engine and precision; eager fp32 by default
 
 __all__ = ["TrainConfig", "load_config", "train", "TrainResult", "NonFiniteLossError", "evaluate",
            "build_eval_dataset", "load_checkpoint", "load_model", "Predictor"]

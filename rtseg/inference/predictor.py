@@ -1,9 +1,8 @@
 """``Predictor``: one uint8 RGB image in, its train-id map out, with any engine and precision.
 
-The same contract as ``rtseg.engine.inference.Predictor`` (the image is resized to the
-network's ``size`` if one is given, normalised with the model's mean and std, and the logits
-are up-sampled bilinearly to the image's size before the argmax), so ``rtseg predict`` can
-swap one for the other. When the image already has the network's size, the end-to-end
+What ``rtseg predict`` and video segmentation run, with evaluation's semantics: the image is
+resized to the network's ``size`` if one is given, normalised with the model's mean and std,
+and the logits are up-sampled bilinearly to the image's size before the argmax. When the image already has the network's size, the end-to-end
 runner (argmax inside the engine) is used; otherwise the model-only runner and a bilinear
 up-sampling in PyTorch. Engines with a fixed input shape (ONNX graphs, compiled graphs) are
 built once per input size and kept.
@@ -74,7 +73,9 @@ class Predictor:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise RtsegError(f"Predictor takes an HxWx3 uint8 RGB image, got {got}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(self.device)
+        # torch cannot wrap a read-only array (np.asarray of a PIL image) without a copy.
+        image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()
+        x = torch.from_numpy(image).permute(2, 0, 1).to(self.device)
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
             x = TF.resize(x, list(self.size), antialias=True)
         return normalise(x, self.mean, self.std).unsqueeze(0)
