@@ -37,7 +37,8 @@ SETTINGS = {
     "onnxruntime-int8": dict(engine="onnxruntime", precision="int8"),
 }
 DEFAULT_MODELS = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "enet")
-DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-bf16", "onnxruntime-fp32", "onnxruntime-int8")
+DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16", "onnxruntime-fp32",
+                    "onnxruntime-int8")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
