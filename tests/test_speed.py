@@ -336,23 +336,26 @@ def test_hardware_record():
 
 # --- the engine-agnostic predictor ------------------------------------------------------------
 
-@pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
-def test_predictor_matches_the_evaluators_prediction(tiny_net, engine):
+def _reference_prediction(model, image, size):
+    """What rtseg evaluate computes: torchvision resize + normalise, then the evaluator's argmax path."""
     from torchvision.transforms.v2 import functional as TF
 
     from rtseg.engine.evaluator import predict_train_ids
-    from rtseg.inference.calibration import model_normalisation
+    from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 
-    tiny = tiny_net
-    mean, std = model_normalisation(tiny)
+    x = torch.from_numpy(image).permute(2, 0, 1)
+    if size is not None:
+        x = TF.resize(x, list(size), antialias=True)
+    x = TF.normalize(TF.to_dtype(x, torch.float32, scale=True), list(IMAGENET_MEAN), list(IMAGENET_STD))
+    return predict_train_ids(model, x.unsqueeze(0), image.shape[:2])[0].to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
+def test_predictor_matches_the_evaluators_prediction(tiny_net, engine):
     image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
     for size in (None, SIZE):  # as it is, and resized to the network's size and back
-        x = torch.from_numpy(image.copy()).permute(2, 0, 1)
-        if size is not None:
-            x = TF.resize(x, list(size), antialias=True)
-        x = TF.normalize(TF.to_dtype(x, torch.float32, scale=True), list(mean), list(std))[None]
-        expected = predict_train_ids(tiny, x, image.shape[:2])[0].to(torch.uint8).numpy()
-        got = Predictor(tiny, engine=engine, size=size)(image)
+        expected = _reference_prediction(tiny_net, image, size)
+        got = Predictor(tiny_net, engine=engine, size=size)(image)
         assert got.dtype == np.uint8 and got.shape == image.shape[:2]
         assert (got == expected).mean() > 0.999
 

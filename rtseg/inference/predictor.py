@@ -2,9 +2,9 @@
 
 What ``rtseg predict`` and video segmentation run, with evaluation's semantics: the image is
 resized to the network's ``size`` if one is given, normalised with the model's mean and std,
-and the logits are up-sampled bilinearly to the image's size before the argmax. When the image already has the network's size, the end-to-end
-runner (argmax inside the engine) is used; otherwise the model-only runner and a bilinear
-up-sampling in PyTorch. Engines with a fixed input shape (ONNX graphs, compiled graphs) are
+and the logits are up-sampled bilinearly to the image's size before the argmax. When the
+image already has the network's size, the end-to-end runner (argmax inside the engine) is
+used; otherwise the model-only runner and a bilinear up-sampling in PyTorch. Engines with a fixed input shape (ONNX graphs, compiled graphs) are
 built once per input size and kept.
 """
 

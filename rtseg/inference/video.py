@@ -37,7 +37,7 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
 
     Returns ``frames``, ``seconds``, ``fps`` (whole loop: decode, predict, encode, the first
     frame included), ``first_frame_s`` (the first prediction, which builds the engine) and
-    ``predict_fps`` (the predictor alone, after the first frame). H.264 needs even sizes: an odd last row or column
+    ``predict_fps`` (the predictor alone, after the first frame unless there is only one). H.264 needs even sizes: an odd last row or column
     is dropped from the output.
     """
     import av
@@ -103,4 +103,5 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
     seconds = time.perf_counter() - started
     return {"output": str(target), "frames": frames, "seconds": round(seconds, 3),
             "fps": round(frames / seconds, 3), "first_frame_s": round(first_frame_seconds, 3),
-            "predict_fps": round((frames - 1) / predict_seconds, 3) if predict_seconds else None}
+            # one frame only: its time, engine build included, is all there is
+            "predict_fps": round((frames - 1) / predict_seconds if predict_seconds else 1 / first_frame_seconds, 3)}
