@@ -31,7 +31,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rtseg", description="Real-time semantic segmentation benchmark: models, training, evaluation, cost, speed, export and reports.")
     from rtseg import __version__
 
     parser.add_argument("--version", action="version", version=f"rtseg {__version__}")
