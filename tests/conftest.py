@@ -31,3 +31,16 @@ def official_evaluator(monkeypatch):
         monkeypatch.setattr(np, "in1d", lambda a, b, invert=False, **kw: np.isin(a, b, invert=invert, **kw).ravel(),
                             raising=False)
     return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread_for_tiny_models(request):
+    """A module that sets ``SINGLE_THREAD = True`` runs on one thread: its models are so small
+    that a second thread only adds synchronisation, and one thread is immune to a shared CPU."""
+    if not getattr(request.module, "SINGLE_THREAD", False):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

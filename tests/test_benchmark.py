@@ -39,15 +39,7 @@ def run_tiny(out: Path, **kwargs):
     return run_benchmark(MODELS, out, **settings)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread is as fast, and immune to a CPU shared with other jobs."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+SINGLE_THREAD = True  # tiny models (see conftest.py)
 
 
 @pytest.fixture(scope="module")

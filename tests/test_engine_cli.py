@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from rtseg.cli import main
@@ -25,12 +24,7 @@ TRAIN = ["--set", "model.pretrained=null", "--set", "model.options={width: 0.25}
          "--set", "optim.lr=3e-3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+SINGLE_THREAD = True  # tiny models (see conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +35,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     generate_synthetic_cityscapes(root, train=8, val=2, test=2, size=(64, 128), seed=1, progress=False)
     out = tmp_path_factory.mktemp("run")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["train", *TRAIN, "--set", f"data.root={root}", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["train", *TRAIN, "--set", f"data.root={root}", "--out", str(out)]) == 0
     return root, out / "best.pt"
 
 

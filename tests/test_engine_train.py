@@ -25,12 +25,7 @@ SMALL = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+SINGLE_THREAD = True  # tiny models (see conftest.py)
 
 
 @pytest.fixture(scope="module")

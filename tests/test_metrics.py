@@ -88,6 +88,8 @@ def write_cityscapes(root: Path, pairs, city: str = "frankfurt") -> tuple[list[s
     return preds, gts
 
 
+
+
 @pytest.fixture
 def official(official_evaluator):
     return official_evaluator

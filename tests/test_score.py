@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rtseg.cli import main
-from test_metrics import MEAN_KEYS, OFFICIAL_KEYS, make_pair, official, official_results  # noqa: F401 (fixture)
+from test_metrics import MEAN_KEYS, OFFICIAL_KEYS, make_pair, official_results
 
 CITIES = ("frankfurt", "lindau")
 
@@ -75,7 +75,8 @@ def assert_json_matches_official(ours: dict, theirs: dict) -> None:
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
-def test_scores_equal_the_official_evaluator(dataset, official, capsys, workers):
+def test_scores_equal_the_official_evaluator(dataset, official_evaluator, capsys, workers):
+    official = official_evaluator
     ours = score_json(capsys, str(dataset / "pred"), "--gt", str(dataset), "--workers", workers)
     assert ours["images"] == 4
     assert set(ours) == {"images", "miou", "miiou", "category_miou", "category_miiou", *OFFICIAL_KEYS}

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rtseg.engine import checkpoint as ckpt
 from rtseg.engine.config import TrainConfig, config_differences
-from rtseg.engine.distributed import (DistInfo, barrier, broadcast, broadcast_object, cleanup_distributed,
+from rtseg.engine.distributed import (barrier, broadcast, broadcast_object, cleanup_distributed,
                                       init_distributed, launched_by_torchrun, resolve_device)
 from rtseg.engine.evaluator import build_eval_dataset, evaluate
 from rtseg.engine.logs import CsvLog, TensorBoardLog
