@@ -19,11 +19,10 @@ the only published ImageNet weights), so those weights compute here what they co
   per-channel, so this is the same function with the depthwise weights indexed in the
   first 1x1's output order; it also moves 4x less data in the stride-2 units.
 
-Speed (the model must be real-time on a CPU): in eval mode without autograd every conv
-runs with its BN folded in (``FoldedConvBN``), which removes a full pass over each feature
-map; parameters and state dicts keep the standard conv + BN layout. The shuffle itself is
-a real data movement: a grouped 1x1 conv cannot absorb a permutation that crosses its
-groups, so it stays one ``view``/``transpose``/``reshape`` copy.
+Speed (the model must be real-time on a CPU): the shuffle is PyTorch's own
+``channel_shuffle`` kernel, which keeps channels_last tensors channels_last (a
+view/transpose copy turned them back to NCHW); tracing and export see the view/transpose
+form. Batch norm is folded by the inference engines, as for every other model.
 
 ``output_stride=8``: the first units of stages 3 and 4 keep stride 1 (their average pool
 too) and the depthwise convs after them use dilation 2 and 4; as in torchvision's and
@@ -39,7 +38,6 @@ from typing import Mapping
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import Encoder, check_output_stride
@@ -90,16 +88,11 @@ def _tracing() -> bool:
             or torch.onnx.is_in_onnx_export())
 
 
-class FoldedConvBN(nn.Module):
-    """Conv2d without bias followed by BatchNorm2d; folded into one conv when nothing needs BN.
+class ConvBN(nn.Module):
+    """Conv2d without bias followed by BatchNorm2d (the layout of Megvii's state dicts).
 
-    Training, or any forward pass that records gradients, runs conv then BN as usual, so
-    gradients and running statistics are exact. Inference (eval mode under ``no_grad`` or
-    ``inference_mode``) runs one conv whose weights have the BN folded in
-    (``torch.nn.utils.fusion.fuse_conv_bn_weights``). The folded pair is cached, and
-    rebuilt when a source tensor is replaced or changed in place (``load_state_dict``, an
-    optimizer step) or the module is moved or switched between train and eval. Tracing,
-    scripting, export and compilation see the plain conv + BN, which their optimisers fold.
+    Batch norm is folded into the conv for inference by the engines (``rtseg.inference``),
+    for this encoder and every other model alike, so speed comparisons stay fair.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -109,52 +102,9 @@ class FoldedConvBN(nn.Module):
                               padding=dilation * (kernel_size // 2), dilation=dilation,
                               groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
-        self._folded: tuple | None = None  # (source tensors, their versions, weight, bias)
-
-    def _can_fold(self) -> bool:
-        bn = self.bn  # (an outside BN folder may have replaced it by Identity)
-        return (isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_mean is not None
-                and not torch.is_grad_enabled() and not _tracing())
-
-    def _folded_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        conv, bn = self.conv, self.bn
-        sources = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        try:
-            versions = tuple(t._version for t in sources) + (bn.eps,)
-        except RuntimeError:  # built under inference_mode: no version counters, so no cache
-            versions = None
-        cached = self._folded
-        if (versions is not None and cached is not None and cached[1] == versions
-                and all(a is b for a, b in zip(cached[0], sources))):
-            return cached[2], cached[3]
-        weight, bias = fuse_conv_bn_weights(conv.weight, None, bn.running_mean, bn.running_var, bn.eps,
-                                            bn.weight, bn.bias)
-        weight, bias = weight.detach(), bias.detach()
-        # Holding the source tensors themselves (not ids) rules out a match after a swap.
-        self._folded = None if versions is None else (sources, versions, weight, bias)
-        return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._can_fold():
-            return self.bn(self.conv(x))
-        weight, bias = self._folded_weights()
-        conv = self.conv
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    # Running statistics change in train-mode passes without a version bump, and .to()/.half()
-    # swap tensor data in place: drop the cache on each of those, and on copies.
-    def train(self, mode: bool = True):
-        self._folded = None
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        self._folded = None
-        return super()._apply(fn, *args, **kwargs)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_folded"] = None
-        return state
+        return self.bn(self.conv(x))
 
 
 class ShuffleUnit(nn.Module):
@@ -167,9 +117,9 @@ class ShuffleUnit(nn.Module):
         self.concat = concat
         mid = out_channels // 4
         branch_out = out_channels - in_channels if concat else out_channels
-        self.reduce = FoldedConvBN(in_channels, mid, 1, groups=groups if grouped_reduce else 1)
-        self.depthwise = FoldedConvBN(mid, mid, 3, stride, dilation, groups=mid)
-        self.expand = FoldedConvBN(mid, branch_out, 1, groups=groups)
+        self.reduce = ConvBN(in_channels, mid, 1, groups=groups if grouped_reduce else 1)
+        self.depthwise = ConvBN(mid, mid, 3, stride, dilation, groups=mid)
+        self.expand = ConvBN(mid, branch_out, 1, groups=groups)
         # The paper's shortcut for the first unit of a stage (stride 1 in a dilated stage).
         self.shortcut = nn.AvgPool2d(3, stride, padding=1) if concat else None
 
@@ -211,7 +161,7 @@ class ShuffleNetV1Encoder(Encoder):
         self.output_stride = check_output_stride(output_stride)
         self.stem_channels = stem
 
-        self.stem = FoldedConvBN(3, stem, 3, stride=2)
+        self.stem = ConvBN(3, stem, 3, stride=2)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_channels, dilation = stem, 1
         stages = []
