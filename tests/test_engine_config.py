@@ -93,6 +93,10 @@ def test_shipped_configs_cover_table1_with_the_paper_recipe():
             continue
         assert (config.optim.name, config.optim.lr, config.optim.weight_decay) == ("adam", 1e-4, 5e-4), path
         assert config.data.class_weights == "enet" and config.data.val_size == (512, 1024), path
+        decoder, encoder = split_model_name(config.model.name)  # a registered model
+        if encoder is None:  # a whole reference model (Table 3): named after its file
+            assert path.stem == decoder, path
+            continue
         assert config.model.pretrained is True or config.model.init_from, path
-        decoder, encoder = split_model_name(config.model.name)  # a registered encoder and decoder
         assert path.stem.startswith(f"{decoder}-{encoder}") or path.stem == "paper_recipe", path
+    assert {"enet", "segnet"} <= names  # Table 3's reference models, in the same harness
