@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_path
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "labels")
@@ -63,14 +62,12 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         rewrite_conv_transpose(module)
     program = _export_program(LogitsAndLabels(module).eval(), size, batch, dynamic,
                               getattr(model, "name", type(model).__name__))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         log = io.StringIO()
         try:
             # The exporter narrates each step on stdout; keep it for the error message only.
             with contextlib.redirect_stdout(log):
-                torch.onnx.export(program, f=tmp, dynamo=True, verbose=False, input_names=[INPUT_NAME],
+                torch.onnx.export(program, f=str(tmp), dynamo=True, verbose=False, input_names=[INPUT_NAME],
                                   output_names=list(OUTPUT_NAMES), opset_version=opset, external_data=False)
         except Exception as exc:
             raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
@@ -78,9 +75,6 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         if argmax_first:
             rewrite_labels(tmp)
         check_onnx(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_open
 
 FORMAT = "rtseg-benchmark"
 VERSION = 1
@@ -36,24 +35,9 @@ SUMMARY_KEYS = ("miou", "miiou", "category_miou", "category_miiou")
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> None:

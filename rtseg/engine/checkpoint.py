@@ -18,9 +18,7 @@ objects), so loading one never runs code::
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_open
 
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
@@ -39,18 +38,8 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
     A run killed mid-write leaves the previous checkpoint intact, never a truncated one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -8,10 +8,9 @@ atomically), so the file reads as one uninterrupted run.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+from rtseg.atomic import atomic_open
 
 
 class CsvLog:
@@ -31,12 +30,10 @@ class CsvLog:
         self._rewrite(rows)
 
     def _rewrite(self, rows: list[dict]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(self.path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         self._writer.writerow({k: _cell(v) for k, v in row.items()})

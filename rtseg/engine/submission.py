@@ -8,8 +8,6 @@ predictions of different folders apart.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterable
@@ -18,6 +16,7 @@ import numpy as np
 
 from rtseg.data.labels import colorize, train_to_label_ids
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_open
 
 FORMATS = ("labelids", "trainids", "color", "overlay")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
@@ -74,25 +73,12 @@ def write_png(array: np.ndarray, path: Path) -> None:
     """PNG written to a temporary file, then renamed: a reader never sees half a file."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(array).save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        Image.fromarray(array).save(handle, format="PNG")
 
 
 def write_zip(files: Iterable[Path], root: Path, zip_path: Path) -> None:
     """Zip ``files`` (stored under their path relative to ``root``), atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.stem}.", suffix=".zip", dir=zip_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in files:
-                archive.write(path, path.relative_to(root).as_posix())
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(zip_path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, path.relative_to(root).as_posix())

@@ -39,6 +39,8 @@ from rtseg.engine.loss import weighted_cross_entropy
 from rtseg.engine.precision import autocast, check_precision
 from rtseg.engine.sampling import SeededDataset, SeededSampler
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_open
+from rtseg.models.segmentation import model_normalisation
 
 LAST, BEST = "last.pt", "best.pt"
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "seconds")
@@ -126,7 +128,7 @@ class Trainer:
         _seed_everything(loop.seed)
 
         self.model = self._build_model()
-        mean, std = _normalisation(self.model)
+        mean, std = model_normalisation(self.model)
         self.train_set, self.val_set = self._build_datasets(mean, std)
         self.class_weights = self._class_weights()
 
@@ -241,12 +243,13 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def _checkpoint(self, full: bool) -> dict:
+        mean, std = model_normalisation(self.model)
         state = {
             "format": ckpt.FORMAT, "version": ckpt.VERSION,
             "model_name": getattr(self.model, "name", self.config.model.name),
             "num_classes": self.config.model.num_classes,
             "model_options": dict(self.config.model.options),
-            "mean": list(_normalisation(self.model)[0]), "std": list(_normalisation(self.model)[1]),
+            "mean": list(mean), "std": list(std),
             "eval_size": list(self.config.data.val_size) if self.config.data.val_size else None,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "step": self.step, "epoch": self.step // self.steps_per_epoch,
@@ -413,12 +416,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def _normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
-
-    return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
-
-
 def _build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "adam":  # weight_decay is the L2 term added to the gradient, as the paper's L2 loss
@@ -445,12 +442,7 @@ def _percent(value: float | None) -> str:
 
 
 def _write_yaml_atomic(data: dict, path: Path) -> None:
-    import os
-    import tempfile
-
     import yaml
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(data, handle, sort_keys=False)
-    os.replace(tmp, path)

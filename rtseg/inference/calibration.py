@@ -16,11 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from rtseg.errors import RtsegError
-from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
-
-
-def model_normalisation(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
+from rtseg.models.segmentation import model_normalisation  # noqa: F401 (re-exported for the engines)
 
 
 def normalise(images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -8,8 +8,6 @@ name and moved into place when complete, so an interrupted run leaves no half vi
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from rtseg.errors import RtsegError
+from rtseg.atomic import atomic_path
 
 _CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mjpeg"}
 _PIXEL_FORMATS = {"libx264": "yuv420p", "mjpeg": "yuvj420p"}
@@ -55,11 +54,8 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
         reader = av.open(str(source))
     except av.error.FFmpegError as exc:
         raise RtsegError(f"cannot read video {source}: {exc}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
     frames, predict_seconds, first_frame_seconds, started = 0, 0.0, 0.0, time.perf_counter()
-    try:
+    with atomic_path(target) as tmp:
         with reader:
             if not reader.streams.video:
                 raise RtsegError(f"{source} has no video stream")
@@ -68,7 +64,7 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
             total = stream.frames or None
             if max_frames is not None:
                 total = min(total, max_frames) if total else max_frames
-            with av.open(tmp, "w") as writer:
+            with av.open(str(tmp), "w") as writer:
                 out = None
                 bar = tqdm(total=total, unit="frame", desc=f"segmenting {source.name}", disable=not progress)
                 for frame in reader.decode(stream):
@@ -97,9 +93,6 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
                     writer.mux(out.encode())  # flush the encoder
         if frames == 0:
             raise RtsegError(f"{source} has no frames to decode")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     return {"output": str(target), "frames": frames, "seconds": round(seconds, 3),
             "fps": round(frames / seconds, 3), "first_frame_s": round(first_frame_seconds, 3),

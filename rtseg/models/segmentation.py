@@ -9,6 +9,13 @@ from rtseg.models.decoders.base import Decoder
 from rtseg.models.encoders.base import Encoder
 
 
+def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std a model's input is normalised with: its own, or ImageNet's for a bare module."""
+    from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+
+    return tuple(getattr(model, "mean", IMAGENET_MEAN)), tuple(getattr(model, "std", IMAGENET_STD))
+
+
 class SegmentationModel(nn.Module):
     def __init__(self, encoder: Encoder, decoder: Decoder, name: str, num_classes: int):
         super().__init__()
