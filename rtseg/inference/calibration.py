@@ -58,20 +58,30 @@ def find_images(root: str | Path, splits: Sequence[str] = ("train", "val", "test
     return found
 
 
+def image_tensor(image: np.ndarray, size: tuple[int, int] | None = None,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """``HxWx3`` uint8 array -> ``[3,H,W]`` uint8 tensor on ``device``, resized (bilinear,
+    antialiased) to ``size`` when given: the one way images enter a network here."""
+    from torchvision.transforms.v2 import functional as TF
+
+    # torch cannot wrap a read-only array (np.asarray of a PIL image) without a copy.
+    image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()
+    x = torch.from_numpy(image).permute(2, 0, 1).to(device)
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = TF.resize(x, list(size), antialias=True)
+    return x
+
+
 def read_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
     """``[3,H,W]`` uint8 RGB, resized (bilinear, antialiased) to ``size`` when given."""
     from PIL import Image
-    from torchvision.transforms.v2 import functional as TF
 
     try:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise RtsegError(f"cannot read image {path}: {exc}") from None
-    x = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    if size is not None and tuple(x.shape[-2:]) != tuple(size):
-        x = TF.resize(x, list(size), antialias=True)
-    return x
+    return image_tensor(array, size)
 
 
 def images_from_root(root: str | Path, size: tuple[int, int], count: int, mean: Sequence[float],

@@ -66,19 +66,12 @@ class Predictor:
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """``HxWx3`` uint8 -> ``1x3xhxw`` float32 on the device, resized to ``size`` and normalised."""
-        from torchvision.transforms.v2 import functional as TF
-
-        from rtseg.inference.calibration import normalise
+        from rtseg.inference.calibration import image_tensor, normalise
 
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise RtsegError(f"Predictor takes an HxWx3 uint8 RGB image, got {got}")
-        # torch cannot wrap a read-only array (np.asarray of a PIL image) without a copy.
-        image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()
-        x = torch.from_numpy(image).permute(2, 0, 1).to(self.device)
-        if self.size is not None and tuple(x.shape[-2:]) != self.size:
-            x = TF.resize(x, list(self.size), antialias=True)
-        return normalise(x, self.mean, self.std).unsqueeze(0)
+        return normalise(image_tensor(image, self.size, self.device), self.mean, self.std).unsqueeze(0)
 
     def runners(self, size: tuple[int, int]) -> tuple[Runner, Runner]:
         """The ``(model_only, end_to_end)`` runners for network input ``size``, built on first use."""
@@ -101,9 +94,7 @@ class Predictor:
         return labels[0].to(torch.uint8).cpu().numpy()
 
     def _calibration(self, size: tuple[int, int]) -> list[torch.Tensor] | None:
-        from torchvision.transforms.v2 import functional as TF
-
-        from rtseg.inference.calibration import images_from_root, normalise
+        from rtseg.inference.calibration import image_tensor, images_from_root, normalise
 
         source = self._calibration_source
         if self.precision != "int8" or source is None:
@@ -112,10 +103,7 @@ class Predictor:
             return images_from_root(source, size, self._calibration_images, self.mean, self.std)
         batches = []
         for image in source:
-            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-            if tuple(x.shape[-2:]) != size:
-                x = TF.resize(x, list(size), antialias=True)
-            batches.append(normalise(x, self.mean, self.std).unsqueeze(0))
+            batches.append(normalise(image_tensor(image, size), self.mean, self.std).unsqueeze(0))
         if not batches:
             raise RtsegError("the calibration image list is empty")
         return batches
