@@ -74,14 +74,6 @@ TABLE3: tuple[Table3Row, ...] = (
     Table3Row("skipnet-mobilenet_v1", "SkipNet-MobileNet", 6.2, 61.5, 35.2, 82.0, 63.0),
 )
 
-# Not in the paper: the authors' own FPS, posted in their code's issue tracker (NOTES.md),
-# measured at 360x640 on a Titan X (Pascal) after freezing and optimising the TF graph.
-AUTHORS_FPS_360x640_TITAN_X: dict[str, float] = {
-    "skipnet-shufflenet_v1": 143.0,
-    "skipnet-mobilenet_v1": 141.0,
-}
-
-
 def table1_row(model: str, coarse: bool = False) -> Table1Row | None:
     for row in TABLE1:
         if row.model == model and row.coarse == coarse:

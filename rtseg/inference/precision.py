@@ -12,19 +12,6 @@ ENGINES = ("eager", "compile", "onnxruntime")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 
-# How each engine runs each precision (the docs table is generated from the same words).
-HOW = {
-    ("eager", "fp32"): "PyTorch eager, batch norm folded, channels_last",
-    ("eager", "bf16"): "PyTorch eager under torch.autocast(bfloat16) (oneDNN, AMX where the CPU has it)",
-    ("eager", "fp16"): "PyTorch eager under torch.autocast(float16)",
-    ("compile", "fp32"): "torch.compile (inductor, weights frozen), batch norm folded",
-    ("compile", "bf16"): "torch.compile under torch.autocast(bfloat16)",
-    ("compile", "fp16"): "torch.compile under torch.autocast(float16)",
-    ("onnxruntime", "fp32"): "ONNX Runtime, all graph optimisations (it folds batch norm itself)",
-    ("onnxruntime", "fp16"): "ONNX Runtime on CUDA, weights and activations converted to float16",
-    ("onnxruntime", "int8"): "ONNX Runtime static quantization: QDQ, per-channel int8 weights, uint8 activations",
-}
-
 _WHY_NOT = {
     ("eager", "int8"): "PyTorch has no fast eager int8 convolutions; use --engine onnxruntime "
                        "(QDQ static quantization)",
