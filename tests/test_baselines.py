@@ -172,12 +172,12 @@ def test_segnet_refuses_weights_that_do_not_fit(tmp_path):
 def test_enet_loads_its_own_weights_and_has_no_imagenet_weights(tmp_path):
     trained = rtseg.create_model("enet", num_classes=4).eval()
     torch.save(trained.state_dict(), tmp_path / "enet.pth")
-    loaded = rtseg.create_model("enet", num_classes=4, pretrained=tmp_path / "enet.pth").eval()
+    loaded = rtseg.create_model("enet", num_classes=4, weights=tmp_path / "enet.pth").eval()
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         assert torch.equal(loaded(x), trained(x))
     with pytest.raises(RtsegError, match="enet.pth does not fit ENet"):
-        rtseg.create_model("enet", num_classes=5, pretrained=tmp_path / "enet.pth")
+        rtseg.create_model("enet", num_classes=5, weights=tmp_path / "enet.pth")
     with pytest.raises(RtsegError, match="no ImageNet weights"):
         rtseg.create_model("enet", pretrained=True)
 

@@ -6,11 +6,9 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
-from torch import nn
-
 from rtseg.errors import RtsegError
 from rtseg.models.registry import DECODERS, ENCODERS, MODELS
-from rtseg.models.segmentation import SegmentationModel
+from rtseg.models.segmentation import SegmentationModel, SegmentationNetwork
 
 # The paper's model grid (Table 1 and FCN8s from Table 3); the report lays tables out in this order.
 PAPER_ENCODERS = ("vgg16", "resnet18", "mobilenet_v1", "shufflenet_v1")
@@ -22,6 +20,7 @@ def _import_builtin() -> None:
     import rtseg.models.baselines  # noqa: F401
     import rtseg.models.decoders  # noqa: F401
     import rtseg.models.encoders  # noqa: F401
+    import rtseg.models.zoo  # noqa: F401
 
 
 def split_model_name(name: str, encoder: str | None = None) -> tuple[str, str | None]:
@@ -52,7 +51,8 @@ def _take(options: dict[str, Any], accepted: set[str]) -> dict[str, Any]:
 
 
 def create_model(name: str, encoder: str | None = None, num_classes: int = 19,
-                 pretrained: bool | str | Path | None = None, **options: Any) -> nn.Module:
+                 pretrained: bool | str | Path | None = None, weights: str | Path | None = None,
+                 **options: Any) -> SegmentationNetwork:
     """Build a segmentation network.
 
     ``create_model("skipnet", "mobilenet_v1")`` and ``create_model("skipnet-mobilenet_v1")``
@@ -61,11 +61,19 @@ def create_model(name: str, encoder: str | None = None, num_classes: int = 19,
     network connection) or a path to a local state dict in the library's format. Options go
     to whichever of encoder and decoder takes them (``width=0.5``, ``groups=3``,
     ``fusion="concat"``, ``output_stride=8``); an option neither takes is an error.
+    ``weights`` is a whole-network file loaded after building (rtseg's own state dict, or a
+    network's official release for networks that convert one: ``SegmentationNetwork.load_weights``).
     """
+    model = _build(name, encoder, num_classes, pretrained, dict(options))
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _build(name: str, encoder: str | None, num_classes: int, pretrained, options: dict) -> SegmentationNetwork:
     decoder_name, encoder_name = split_model_name(name, encoder)
-    if num_classes < 1:
-        raise RtsegError(f"num_classes must be positive, got {num_classes}")
-    options = dict(options)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise RtsegError(f"num_classes must be a positive integer, got {num_classes!r}")
     if encoder_name is None:
         factory = MODELS.get(decoder_name)
         unknown = set(options) - _accepted_options(factory)
@@ -74,8 +82,9 @@ def create_model(name: str, encoder: str | None = None, num_classes: int = 19,
         if pretrained:
             options["pretrained"] = pretrained
         model = factory(num_classes=num_classes, **options)
-        model.name = decoder_name
-        model.num_classes = num_classes
+        if not isinstance(model, SegmentationNetwork) or model.name != decoder_name:
+            raise TypeError(f"model {decoder_name!r} must build a SegmentationNetwork named {decoder_name!r}, "
+                            f"got {type(model).__name__} named {getattr(model, 'name', None)!r}")
         return model
 
     decoder_cls = DECODERS.get(decoder_name)

@@ -43,9 +43,8 @@ from torch.nn import functional as F
 
 from rtseg.errors import RtsegError
 from rtseg.models.decoders.base import fit_to
-from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
-from rtseg.models.weights import fit_state_dict, read_state_dict
+from rtseg.models.segmentation import SegmentationNetwork
 
 BN_EPS = 1e-3  # the Torch code's SpatialBatchNormalization(n, 1e-3)
 PROJECTION_RATIO = 4
@@ -161,17 +160,13 @@ class UpsamplingBottleneck(nn.Module):
 
 
 @register_model("enet")
-class ENet(nn.Module):
-    """ENet for ``num_classes`` classes; ``pretrained`` is a path to a whole ENet state dict."""
-
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
+class ENet(SegmentationNetwork):
+    """ENet for ``num_classes`` classes, trained from scratch (ImageNet normalisation, as the
+    PyTorch ports train it); a trained ENet loads with ``create_model("enet", weights=PATH)``."""
 
     def __init__(self, num_classes: int = 19, decoder_relu: bool = False,
                  pretrained: bool | str | Path | None = None):
-        super().__init__()
-        self.name = "enet"
-        self.num_classes = num_classes
+        super().__init__("enet", num_classes)
         self.initial = InitialBlock(3, 16)
         # Stage 1 (dropout 0.01), then stages 2 and 3 (0.1), as in the Torch code.
         self.down1 = DownsamplingBottleneck(16, 64, 0.01)
@@ -184,11 +179,9 @@ class ENet(nn.Module):
         self.up5 = UpsamplingBottleneck(64, 16, decoder_relu)
         self.stage5 = DecoderBottleneck(16, decoder_relu)
         self.classifier = nn.ConvTranspose2d(16, num_classes, 2, stride=2)
-        if pretrained is True:
-            raise RtsegError("enet has no ImageNet weights (it is trained from scratch); "
-                             "pass pretrained='path/to/enet.pth' to load a trained ENet")
         if pretrained:
-            fit_state_dict(self, read_state_dict(pretrained), str(pretrained))
+            raise RtsegError("enet has no ImageNet weights (it is trained from scratch); "
+                             "load a trained ENet with weights='path/to/enet.pth'")
 
     @staticmethod
     def _dilated_stage() -> nn.Sequential:

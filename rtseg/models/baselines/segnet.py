@@ -28,8 +28,9 @@ from torch.nn import functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
 from rtseg.errors import RtsegError
-from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
+from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.weights import fit_state_dict, read_state_dict
 
 VGG16_CONFIG = cfgs["D"]  # 64, 64, M, 128, 128, M, 256 x3, M, 512 x3, M, 512 x3, M
@@ -117,16 +118,11 @@ DECODER_CHANNELS = ([512, 512, 512, 512], [512, 512, 512, 256], [256, 256, 256, 
 
 
 @register_model("segnet")
-class SegNet(nn.Module):
+class SegNet(SegmentationNetwork):
     """SegNet for ``num_classes`` classes; ``pretrained`` loads VGG16 ImageNet weights into the encoder."""
 
-    mean = IMAGENET_MEAN
-    std = IMAGENET_STD
-
     def __init__(self, num_classes: int = 19, pretrained: bool | str | Path | None = None):
-        super().__init__()
-        self.name = "segnet"
-        self.num_classes = num_classes
+        super().__init__("segnet", num_classes, SegNetEncoder.mean, SegNetEncoder.std)
         self.encoder = SegNetEncoder()
         self.decoder = nn.ModuleList(_decoder_stage(list(c)) for c in DECODER_CHANNELS)
         self.classifier = nn.Conv2d(DECODER_CHANNELS[-1][-1], num_classes, 3, padding=1)

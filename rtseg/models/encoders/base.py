@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.weights import fit_state_dict, read_state_dict
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NOMINAL_STRIDES = (2, 4, 8, 16, 32)
 
 

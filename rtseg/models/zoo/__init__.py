@@ -1,0 +1,5 @@
+"""Today's real-time segmentation networks, one file each, loading their authors' checkpoints.
+
+Importing this package registers them (``rtseg.create_model("pidnet_s")``). Each file's
+header names its paper and the official repository whose released weights it loads.
+"""
