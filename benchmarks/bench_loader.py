@@ -19,7 +19,7 @@ import time
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from rtseg.commands.common import size_argument
+    from rtseg.commands.arguments import size_argument
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a Cityscapes root (default: render a synthetic one in a temp folder)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compil
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from rtseg.commands.common import size_argument
+    from rtseg.commands.arguments import size_argument
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
@@ -76,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_model(name: str, checkpoints: dict[str, str]):
     if name in checkpoints:
-        from rtseg.engine.checkpoint import load_model as load
+        from rtseg.models import load_model as load
 
         return load(checkpoints[name], "cpu")[0], True
     import rtseg
@@ -98,16 +97,18 @@ def data_root(args, work: str) -> Path:
 
 def val_samples(root: Path, size, count: int, mean, std):
     """``[(normalised 1x3xHxW image, label-id map or None)]`` from the val split."""
-    from rtseg.export import _read_label, _val_pairs
-    from rtseg.inference.calibration import find_images, normalise, read_image
+    from rtseg.data.cityscapes import split_pairs
+    from rtseg.data.io import read_label_png
+    from rtseg.data.processing import image_to_input
+    from rtseg.inference.calibration import find_images
 
-    pairs = _val_pairs(root)[:count] or [(p, None) for p in find_images(root, ("val",))[:count]]
+    pairs = split_pairs(root, "val")[:count] or [(p, None) for p in find_images(root, ("val",))[:count]]
     samples = []
     for image_path, label_path in pairs:
-        x = normalise(read_image(image_path, size), mean, std).unsqueeze(0)
+        x = image_to_input(image_path, mean, std, size)
         label = None
         if label_path is not None:
-            label = torch.from_numpy(_read_label(label_path).astype("int64"))
+            label = torch.from_numpy(read_label_png(label_path).astype("int64"))
             if tuple(label.shape) != tuple(size):
                 label = None  # scored at the network's size only
         samples.append((x, label))
@@ -130,10 +131,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from rtseg.inference.calibration import find_images, images_from_root, model_normalisation, read_image
-    from rtseg.inference.runner import build_runners
+    from rtseg.data.io import read_image
+    from rtseg.inference import Backend, build_runners
+    from rtseg.inference.calibration import find_images, images_from_root
+    from rtseg.normalisation import model_normalisation
     from rtseg.profiling.hardware import describe
-    from rtseg.profiling.speed import TimingStats, settle, stopwatch
+    from rtseg.profiling.timing import TimingStats, settle, stopwatch
 
     torch.set_num_threads(args.threads)
     command = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -148,21 +151,20 @@ def main(argv=None) -> int:
             quality = None
             if trained and args.quality_data:
                 quality_root = Path(args.quality_data)
-                quality_size = tuple(read_image(find_images(quality_root, ("val",))[0]).shape[-2:])
+                quality_size = tuple(read_image(find_images(quality_root, ("val",))[0]).shape[:2])
                 quality = (quality_size, val_samples(quality_root, quality_size, args.images, mean, std),
                            images_from_root(quality_root, quality_size, 8, mean, std))
             for setting in args.settings:
                 began = time.perf_counter()
                 print(f"building {name} / {setting} ...", file=sys.stderr)
-                runners = build_runners(model, args.size, threads=args.threads, calibration=calibration,
-                                        **SETTINGS[setting])
+                backend = Backend(threads=args.threads, **SETTINGS[setting])
+                runners = build_runners(model, args.size, backend, calibration=calibration)
                 entry = {"model": name, "setting": setting, "trained": trained, "runners": runners,
                          "build_s": time.perf_counter() - began, "samples": samples, "quality_size": args.size,
                          "speed_input": samples[0][0],
                          "labels": [runners[1](x).cpu() for x, _ in samples]}
                 if quality is not None:  # the same setting built again at the checkpoint's own size
-                    quality_runners = build_runners(model, quality[0], threads=args.threads,
-                                                    calibration=quality[2], **SETTINGS[setting])
+                    quality_runners = build_runners(model, quality[0], backend, calibration=quality[2])
                     entry.update(samples=quality[1], quality_size=quality[0],
                                  labels=[quality_runners[1](x).cpu() for x, _ in quality[1]])
                 entries.append(entry)
@@ -200,11 +202,10 @@ def main(argv=None) -> int:
               "runs": args.runs, "hardware": describe("cpu", args.threads), "results": results, "summary": summary}
     print_report(report)
     if args.output:
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str))
-        os.replace(tmp, output)
+        from rtseg.atomic import atomic_open
+
+        with atomic_open(args.output, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, default=str)
     return 0
 
 

@@ -1,145 +1,45 @@
-"""ONNX export, checked: the file passes ``onnx.checker`` and ONNX Runtime agrees with PyTorch.
+"""The checked export: ONNX (optionally int8) that provably computes what the PyTorch network does.
 
-The exported graph takes ``image`` (``[N,3,H,W]`` float32, normalised with the model's mean
-and std) and has two outputs: ``logits`` (``[N,C,H,W]``) and ``labels`` (``[N,H,W]`` int64
-train ids, the argmax), so a deployment needs no post-processing of its own. Transposed
-convolutions are written as sub-pixel convolutions (``rtseg.inference.subpixel``: the same
-function, much faster in ONNX Runtime). The exporter is ``torch.onnx.export(dynamo=True)``.
+    from rtseg.export import ExportOptions, export_model
+    report = export_model(model, "model.onnx", ExportOptions(size=(512, 1024), int8=True,
+                                                             calibration_data="data/cityscapes"))
+    report.fp32.argmax_agreement, report.int8.argmax_agreement, report.miou
+
+Steps: ``rtseg.inference.onnx_export.export_onnx`` writes the graph (``image`` in, ``logits``
+and ``labels`` out, onnx.checker passed); ONNX Runtime runs it beside PyTorch on the same
+inputs (real images when a dataset is given, smooth random ones otherwise) and the export
+fails when the argmax agrees on fewer than 99.9 % of pixels; with ``int8`` the graph is
+quantized (static, QDQ, calibrated on the dataset's images) and, when the dataset has
+labelled val images, the mIoU of both graphs is measured with ``rtseg.training.evaluate``.
+``rtseg export`` only parses its options into ``ExportOptions`` and prints the report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
+from rtseg.data.cityscapes import IMAGE_DIR
 from rtseg.errors import RtsegError
-from rtseg.atomic import atomic_path
+from rtseg.inference.calibration import images_from_root, random_inputs
+from rtseg.inference.onnx_export import (INPUT_NAME, OUTPUT_NAMES, check_onnx, export_onnx, onnx_input_size,
+                                         rewrite_labels)
+from rtseg.inference.onnx_runtime import create_session
+from rtseg.inference.quantize import quantize_int8
+from rtseg.normalisation import model_normalisation
+from rtseg.training.evaluator import build_eval_dataset, evaluate
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "labels")
+__all__ = ["Agreement", "ExportOptions", "ExportReport", "MIN_AGREEMENT", "check_images", "check_onnx",
+           "compare_with_torch", "evaluate_onnx", "export_model", "export_onnx", "onnx_input_size",
+           "require_agreement", "rewrite_labels"]
+
 MIN_AGREEMENT = 0.999  # argmax agreement below this fails the export
-
-
-class LogitsAndLabels(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(image)
-        return logits, logits.argmax(1)
-
-
-def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch: int = 1, *,
-                dynamic: bool = False, opset: int | None = None, subpixel: bool = True,
-                argmax_first: bool = True) -> Path:
-    """Write ``model`` as ONNX to ``path`` (atomically) and check it with ``onnx.checker``.
-
-    ``dynamic`` leaves the batch free, and height and width too when the model allows it
-    (``onnx_input_size`` tells which axes are free). ``opset`` None lets the exporter choose.
-    ``argmax_first`` computes ``labels`` before the final pixel shuffle
-    (``rtseg.inference.onnx_rewrite``; static shapes only); leave it off for a graph that is
-    going to be quantized, and rewrite the quantized one.
-    """
-    from rtseg.inference.subpixel import rewrite_conv_transpose
-
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise RtsegError(f"output file {path} must end in .onnx")
-    if path.is_dir():
-        raise RtsegError(f"output {path} is a folder; give a file name ending in .onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    module = copy.deepcopy(model).eval().to("cpu").float()
-    if subpixel:
-        rewrite_conv_transpose(module)
-    program = _export_program(LogitsAndLabels(module).eval(), size, batch, dynamic,
-                              getattr(model, "name", type(model).__name__))
-    with atomic_path(path) as tmp:
-        log = io.StringIO()
-        try:
-            # The exporter narrates each step on stdout; keep it for the error message only.
-            with contextlib.redirect_stdout(log):
-                torch.onnx.export(program, f=str(tmp), dynamo=True, verbose=False, input_names=[INPUT_NAME],
-                                  output_names=list(OUTPUT_NAMES), opset_version=opset, external_data=False)
-        except Exception as exc:
-            raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
-                             f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
-        if argmax_first:
-            rewrite_labels(tmp)
-        check_onnx(tmp)
-    return path
-
-
-def _export_program(module: nn.Module, size: tuple[int, int], batch: int, dynamic: bool, name: str):
-    """``torch.export`` the module; with ``dynamic``, batch, height and width free where the model allows.
-
-    ``Dim.AUTO`` lets ``torch.export`` keep an axis symbolic unless the code pins it (our
-    decoders crop feature maps to sizes read as Python ints, which pins height and width);
-    ``onnx_input_size`` then tells which axes stayed free. The batch is traced at 2 at least,
-    since a batch of 1 would be specialised.
-    """
-    from torch.export import Dim
-
-    def trace(free_axes: tuple[int, ...]):
-        shapes = {"image": {axis: Dim.AUTO for axis in free_axes}} if free_axes else None
-        example = torch.randn(max(batch, 2) if free_axes else batch, 3, *size)
-        with torch.no_grad():
-            return torch.export.export(module, (example,), dynamic_shapes=shapes, strict=False)
-
-    try:
-        if not dynamic:
-            return trace(())
-        program = trace((0, 2, 3))
-        if _pinned_axes(program) & {2, 3}:
-            program = trace((0,))  # declare only what really is free
-        return program
-    except Exception as exc:
-        raise RtsegError(f"ONNX export of {name} failed in torch.export: {type(exc).__name__}: {exc}"
-                         .splitlines()[0]) from None
-
-
-def _pinned_axes(program) -> set[int]:
-    """Input axes that tracing turned into constants although they were marked ``Dim.AUTO``.
-
-    A pinned axis still carries a symbol in the exported input, which ONNX would declare free
-    while the graph inside only works at the traced size; its recorded value says the truth.
-    """
-    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == "image")
-    pinned = set()
-    for axis, dim in enumerate(node.meta["val"].shape):
-        if not isinstance(dim, torch.SymInt) or not dim.node.expr.free_symbols:
-            pinned.add(axis)
-    return pinned
-
-
-def rewrite_labels(path: str | Path) -> bool:
-    """Apply ``argmax_before_depth_to_space`` to the ONNX file in place; True if it changed."""
-    import onnx
-
-    from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space
-
-    model, changed = argmax_before_depth_to_space(onnx.load(str(path)))
-    if changed:
-        onnx.save(model, str(path))
-    return changed
-
-
-def check_onnx(path: str | Path) -> None:
-    """``onnx.checker.check_model`` with full shape inference; one-line error on failure."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as exc:
-        raise RtsegError(f"{path} fails onnx.checker: {exc}".splitlines()[0]) from None
 
 
 @dataclass(frozen=True)
@@ -156,14 +56,107 @@ class Agreement:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    size: tuple[int, int] = (512, 1024)
+    batch: int = 1
+    dynamic: bool = False  # free batch axis (and height/width where the network allows it)
+    opset: int | None = None  # None: the exporter's choice
+    int8: bool = False  # static int8 quantization (needs calibration_data)
+    calibration_data: str | Path | None = None  # dataset root or image folder
+    calibration_images: int = 32
+    eval_images: int = 50  # labelled val images for the int8 mIoU change
+
+    def check(self) -> "ExportOptions":
+        if self.batch < 1:
+            raise RtsegError(f"batch must be positive, got {self.batch}")
+        if self.int8 and self.calibration_data is None:
+            raise RtsegError("int8 needs calibration data (static quantization calibrates on real images)")
+        if self.calibration_data is not None and not self.int8:
+            raise RtsegError("calibration data is for int8")
+        return self
+
+
+@dataclass
+class ExportReport:
+    model: str
+    output: Path
+    size: tuple[int, int]
+    batch: int
+    input_shape: tuple  # None for a free axis
+    fp32: Agreement
+    int8: Agreement | None = None
+    calibration_images: int | None = None
+    miou: dict | None = None  # {"fp32", "int8", "change", "images"} when measured
+    log: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        data = {"model": self.model, "output": str(self.output), "size": f"{self.size[0]}x{self.size[1]}",
+                "batch": self.batch, "input_shape": ["?" if d is None else d for d in self.input_shape],
+                "fp32": self.fp32.as_dict()}
+        if self.int8 is not None:
+            data.update(int8=self.int8.as_dict(), calibration_images=self.calibration_images, miou=self.miou)
+        return data
+
+
+def export_model(model: nn.Module, output: str | Path, options: ExportOptions = ExportOptions(),
+                 log: Callable[[str], None] | None = None) -> ExportReport:
+    """Export ``model`` to ``output`` and check it; see the module docstring. ``log`` gets each step's line."""
+    options = options.check()
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise RtsegError(f"output {output} must end in .onnx")
+    model = model.eval()
+    lines: list[str] = []
+
+    def say(message: str) -> None:
+        lines.append(message)
+        if log is not None:
+            log(message)
+
+    name = getattr(model, "name", type(model).__name__)
+    # Real images, when there are some, show agreement where it matters; random ones otherwise.
+    inputs = check_images(model, options.size, options.batch, count=2, root=options.calibration_data)
+    if options.dynamic:  # the free batch axis must really be free
+        inputs += check_images(model, options.size, options.batch + 1, count=1)
+    with tempfile.TemporaryDirectory(prefix="rtseg-export-") as work:
+        fp32_path = Path(work) / "model.onnx" if options.int8 else output
+        export_onnx(model, fp32_path, options.size, options.batch, dynamic=options.dynamic, opset=options.opset,
+                    argmax_first=not options.int8)  # a quantized graph is rewritten after quantization
+        shape = onnx_input_size(fp32_path)
+        say(f"exported {name} -> {'fp32 graph' if options.int8 else fp32_path}: input image "
+            f"{['?' if d is None else d for d in shape]}, outputs logits and labels; onnx.checker passed")
+        fp32 = compare_with_torch(model, fp32_path, inputs)
+        say(f"fp32 ONNX Runtime vs PyTorch on {fp32.images} images: max abs logit diff {fp32.max_abs_diff:.3g}, "
+            f"argmax agreement {100 * fp32.argmax_agreement:.4f}%")
+        require_agreement(fp32, "fp32 export")
+        report = ExportReport(name, output, tuple(options.size), options.batch, shape, fp32, log=lines)
+        if options.int8:
+            mean, std = model_normalisation(model)
+            calibration = images_from_root(options.calibration_data, options.size, options.calibration_images,
+                                           mean, std, options.batch)
+            quantize_int8(fp32_path, output, calibration)
+            report.int8 = compare_with_torch(model, output, inputs)
+            report.calibration_images = len(calibration) * options.batch
+            say(f"int8 (QDQ, calibrated on {report.calibration_images} images) vs PyTorch fp32: max abs logit diff "
+                f"{report.int8.max_abs_diff:.3g}, argmax agreement {100 * report.int8.argmax_agreement:.3f}%")
+            report.miou = _miou_change(fp32_path, output, options, mean, std)
+            if report.miou:
+                m = report.miou
+                say(f"mIoU on {m['images']} val images: fp32 {100 * m['fp32']:.2f}, int8 {100 * m['int8']:.2f} "
+                    f"({100 * m['change']:+.2f} points)")
+            else:
+                say("no labelled val images under the calibration root: mIoU change not measured")
+    say(f"wrote {output}")
+    return report
+
+
 def compare_with_torch(model: nn.Module, onnx_path: str | Path, inputs: Iterable[torch.Tensor],
                        threads: int | None = None) -> Agreement:
     """Run both on each normalised batch in ``inputs``; logits differences and argmax agreement."""
-    from rtseg.inference.onnx_runtime import create_session
-
     session = create_session(onnx_path, "cpu", threads)
     model = model.eval().to("cpu")
-    max_diff, diff_sum, same, pixels, images = 0.0, 0.0, 0, 0, 0
+    max_diff, diff_sum, same, pixels, images, classes = 0.0, 0.0, 0, 0, 0, 1
     for x in inputs:
         with torch.no_grad():
             expected = model(x.float()).numpy()
@@ -177,9 +170,10 @@ def compare_with_torch(model: nn.Module, onnx_path: str | Path, inputs: Iterable
         same += int((labels == expected.argmax(1)).sum())
         pixels += labels.size
         images += x.shape[0]
+        classes = expected.shape[1]
     if not pixels:
         raise RtsegError("no input to compare the ONNX graph on")
-    return Agreement(max_diff, diff_sum / (pixels * expected.shape[1]), same / pixels, pixels, images)
+    return Agreement(max_diff, diff_sum / (pixels * classes), same / pixels, pixels, images)
 
 
 def require_agreement(agreement: Agreement, what: str, minimum: float = MIN_AGREEMENT) -> None:
@@ -189,80 +183,41 @@ def require_agreement(agreement: Agreement, what: str, minimum: float = MIN_AGRE
                          f"required; max abs logit diff {agreement.max_abs_diff:.3g})")
 
 
-def load_model_for_export(checkpoint: str | Path) -> tuple[nn.Module, dict]:
-    """A trained model from an ``rtseg train`` checkpoint (``torch.load(weights_only=True)``)."""
-    from rtseg.engine.checkpoint import load_model
-
-    return load_model(checkpoint, "cpu")
-
-
 def check_images(model: nn.Module, size: tuple[int, int], batch: int = 1, count: int = 2,
                  root: str | Path | None = None) -> list[torch.Tensor]:
     """Inputs to compare on: real images from ``root`` when given, else smooth random images."""
-    from rtseg.inference.calibration import images_from_root, model_normalisation, normalise, random_images
-
-    mean, std = model_normalisation(model)
     if root is not None:
+        mean, std = model_normalisation(model)
         return images_from_root(root, size, count * batch, mean, std, batch=batch)
-    return list(normalise(random_images(count * batch, size, seed=1), mean, std).split(batch))
+    return list(random_inputs(model, size, count * batch, seed=1).split(batch))
 
 
-def onnx_input_size(path: str | Path) -> tuple[int | None, ...]:
-    """The ``image`` input's shape, None for a free axis."""
-    import onnx
+def evaluate_onnx(onnx_path: str | Path, root: str | Path, size: tuple[int, int], mean, std, limit: int = 50,
+                  threads: int | None = None) -> dict | None:
+    """mIoU of an ONNX graph on ``root``'s labelled val split, or None when it has none.
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    dims = graph.input[0].type.tensor_type.shape.dim
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-
-
-def evaluate_onnx(onnx_path: str | Path, root: str | Path, size: tuple[int, int], mean: Sequence[float],
-                  std: Sequence[float], limit: int = 50, threads: int | None = None) -> dict | None:
-    """mIoU of an ONNX graph on ``root``'s val split (Cityscapes layout), or None without labels.
-
-    Each image is resized to the graph's ``size``; the logits are up-sampled bilinearly back
-    to the label's size before the argmax (as ``rtseg evaluate`` does) and scored with
-    ``rtseg.metrics.CityscapesMetrics`` (official semantics).
+    The images are resized to the graph's ``size`` and the logits up-sampled to the label's
+    size before the argmax, exactly as ``rtseg evaluate`` scores a network (it is the same code).
     """
-    from torch.nn import functional as F
-
-    from rtseg.data.labels import train_to_label_ids
-    from rtseg.inference.calibration import normalise, read_image
-    from rtseg.inference.onnx_runtime import create_session
-
-    pairs = _val_pairs(Path(root))[:limit]
-    if not pairs:
+    root = Path(root)
+    if not ((root / IMAGE_DIR / "val").is_dir() and (root / "gtFine" / "val").is_dir()):
         return None
-    from rtseg.metrics import CityscapesMetrics
-
     session = create_session(onnx_path, "cpu", threads)
-    metrics = CityscapesMetrics()
-    for image_path, label_path in pairs:
-        image = read_image(image_path)
-        x = normalise(read_image(image_path, size), mean, std).unsqueeze(0)
-        logits = torch.from_numpy(session.run(["logits"], {INPUT_NAME: x.numpy()})[0])
-        if tuple(logits.shape[-2:]) != tuple(image.shape[-2:]):
-            logits = F.interpolate(logits, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
-        prediction = train_to_label_ids(logits.argmax(1)[0].to(torch.uint8).numpy())
-        label = np.asarray(_read_label(label_path))
-        metrics.update(torch.from_numpy(np.asarray(prediction).astype(np.int64)),
-                       torch.from_numpy(label.astype(np.int64)))
-    result = metrics.compute()
-    return {"miou": result["miou"], "images": len(pairs)}
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(["logits"], {INPUT_NAME: x.float().numpy()})[0])
+
+    dataset = build_eval_dataset(root, "val", size, mean, std)
+    scores = evaluate(logits, dataset, "cpu", limit=limit, progress=False)
+    return {"miou": scores["miou"], "images": scores["images"]}
 
 
-def _val_pairs(root: Path) -> list[tuple[Path, Path]]:
-    pairs = []
-    for image in sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
-        label = root / "gtFine" / "val" / image.parent.name / image.name.replace("_leftImg8bit.png",
-                                                                                 "_gtFine_labelIds.png")
-        if label.is_file():
-            pairs.append((image, label))
-    return pairs
-
-
-def _read_label(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as label:
-        return np.array(label)
+def _miou_change(fp32_path: Path, int8_path: Path, options: ExportOptions, mean, std) -> dict | None:
+    if options.batch != 1 and not options.dynamic:
+        return None  # the val images go one by one
+    fp32 = evaluate_onnx(fp32_path, options.calibration_data, options.size, mean, std, options.eval_images)
+    if fp32 is None or fp32["miou"] is None:
+        return None
+    int8 = evaluate_onnx(int8_path, options.calibration_data, options.size, mean, std, options.eval_images)
+    return {"fp32": fp32["miou"], "int8": int8["miou"], "change": int8["miou"] - fp32["miou"],
+            "images": fp32["images"]}

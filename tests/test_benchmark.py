@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rtseg.benchmark import QuickSchedule, render_report, run_benchmark
+from rtseg.benchmark import BenchmarkSettings, QuickSchedule, render_report, run_benchmark
 from rtseg.benchmark import published
 from rtseg.benchmark.plots import pareto_front
 from rtseg.benchmark.results import STAGES, load_results, stage_path
@@ -22,6 +22,7 @@ from rtseg.benchmark.schedule import training_stages
 from rtseg.benchmark.selection import (PAPER_TABLE1_COARSE, PAPER_TABLE1_FINE, PAPER_TABLE3, Entry, resolve_models)
 from rtseg.cli import main
 from rtseg.errors import RtsegError
+from rtseg.profiling.speed import TimingProtocol
 
 TINY = QuickSchedule(iterations=3, coarse_iterations=2, batch_size=2, synthetic_train=4, synthetic_val=2,
                      synthetic_size=(32, 64), speed_size=(32, 64))
@@ -29,14 +30,14 @@ NARROW = {"width": 0.25}
 # One fine-only model and one coarse -> fine (the paper's two-stage row), both at width 0.25.
 MODELS = [Entry("skipnet-mobilenet_v1", options=NARROW), Entry("skipnet-shufflenet_v1", coarse=True, options=NARROW)]
 KEYS = ["skipnet-mobilenet_v1", "skipnet-shufflenet_v1-coarse"]
-FAST_TIMING = {"max_warmup": 2, "measure_peak": False}
+FAST_TIMING = TimingProtocol(runs=2, max_warmup=2, measure_peak=False)
 
 
-def run_tiny(out: Path, **kwargs):
-    settings = dict(quick=True, schedule=TINY, speed_runs=2, speed_options=FAST_TIMING, progress=False,
-                    device="cpu")
+def run_tiny(out: Path, speed_runs: int = 2, **kwargs):
+    settings = dict(quick=True, schedule=TINY, protocol=dataclasses.replace(FAST_TIMING, runs=speed_runs),
+                    progress=False, device="cpu")
     settings.update(kwargs)
-    return run_benchmark(MODELS, out, **settings)
+    return run_benchmark(MODELS, out, BenchmarkSettings(**settings))
 
 
 SINGLE_THREAD = True  # tiny models (see conftest.py)
@@ -183,7 +184,7 @@ def test_other_timing_settings_retime_without_retraining(bench):
 
 
 def test_a_failing_stage_is_reported_and_the_other_models_go_on(bench, monkeypatch):
-    import rtseg.benchmark.runner as runner
+    import rtseg.benchmark.study as runner
 
     result, _ = bench
     timed = runner.speed_entry
@@ -226,8 +227,9 @@ def test_quick_run_on_a_cityscapes_folder_scales_its_images_and_limits_validatio
     root = tmp_path / "cityscapes"
     generate_synthetic_cityscapes(root, train=4, val=3, test=0, size=(64, 128), progress=False)
     schedule = dataclasses.replace(TINY, real_size=(32, 64), real_val_limit=2)
-    result = run_benchmark([Entry("skipnet-mobilenet_v1", options=NARROW)], tmp_path / "out", data=root, quick=True,
-                           schedule=schedule, speed_runs=2, speed_options=FAST_TIMING, progress=False, device="cpu")
+    result = run_benchmark([Entry("skipnet-mobilenet_v1", options=NARROW)], tmp_path / "out",
+                           BenchmarkSettings(data=root, quick=True, schedule=schedule, protocol=FAST_TIMING,
+                                             progress=False, device="cpu"))
     assert result.failures == [] and not (tmp_path / "out" / "data").exists()
     model = result.results["models"][0]
     config = json.loads(stage_path(result.out_dir, model["key"], "train").read_text())["inputs"]["configs"][0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rtseg.engine.config import TrainConfig, config_differences, load_config
+from rtseg.training.config import TrainConfig, config_differences, load_config
 from rtseg.errors import RtsegError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -2,7 +2,7 @@
 
 torchrun starts the workers exactly as a user's ``torchrun --nproc_per_node=2 -m rtseg train``
 would (environment-variable rendezvous, ``--standalone`` picks a free port); each worker
-calls ``rtseg.engine.train`` and saves its own parameters so the test can compare ranks.
+calls ``rtseg.training.train`` and saves its own parameters so the test can compare ranks.
 Batch-norm statistics are frozen (``model.freeze_bn``): with 2 images per rank instead of 4
 per batch they would differ by design. The comparison uses SGD: Adam divides each update by
 the gradient's running magnitude, which turns the float round-off of near-zero gradients
@@ -17,14 +17,14 @@ import sys
 
 import torch
 
-from rtseg.engine import load_config, train
-from rtseg.engine.logs import read_csv
+from rtseg.training import load_config, train
+from rtseg.training.logs import read_csv
 
 WORKER = r"""
 import os, sys
 import torch
 torch.set_num_threads(1)
-from rtseg.engine import load_config, train
+from rtseg.training import load_config, train
 out, overrides = sys.argv[1], sys.argv[2:]
 result = train(load_config(None, overrides), out)
 torch.save(result.model.state_dict(), os.path.join(out, "params-rank%s.pt" % os.environ["RANK"]))

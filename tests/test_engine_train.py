@@ -12,10 +12,11 @@ import math
 import pytest
 import torch
 
-from rtseg.engine import load_config, load_model, train
-from rtseg.engine import trainer as trainer_module
-from rtseg.engine.checkpoint import load_checkpoint
-from rtseg.engine.logs import read_csv
+from rtseg.models import load_model
+from rtseg.training import load_config, train
+from rtseg.training import trainer as trainer_module
+from rtseg.checkpoint import load_checkpoint
+from rtseg.training.logs import read_csv
 from rtseg.errors import RtsegError
 
 SMALL = [
@@ -105,7 +106,7 @@ def test_it_learns_and_the_checkpoint_rebuilds_the_model(tmp_path):
 
     Measured on a 2-core machine: untrained mIoU 0.06 %, trained (60 steps) 8.5 %.
     """
-    from rtseg.engine import build_eval_dataset, evaluate
+    from rtseg.training import build_eval_dataset, evaluate
     from rtseg.models import create_model
 
     config = load_config(None, SMALL + [

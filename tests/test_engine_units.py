@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rtseg.engine import checkpoint as ckpt
-from rtseg.engine.logs import CsvLog, read_csv
-from rtseg.engine.loss import weighted_cross_entropy
-from rtseg.engine.sampling import SeededDataset, SeededSampler
+from rtseg import checkpoint as ckpt
+from rtseg.training.logs import CsvLog, read_csv
+from rtseg.training.loss import weighted_cross_entropy
+from rtseg.training.sampling import SeededDataset, SeededSampler
 from rtseg.errors import RtsegError
 
 
@@ -133,7 +133,8 @@ def test_csv_log_drops_rows_after_the_resumed_step(tmp_path):
 
 def test_rendered_outputs(tmp_path):
     from rtseg.data.labels import TRAIN_COLORS, train_to_label_ids
-    from rtseg.engine.submission import output_path, render, write_png, write_zip
+    from rtseg.data.io import write_png
+    from rtseg.inference.outputs import output_path, render, write_zip
     from torchvision.datasets import Cityscapes
 
     train_ids = np.arange(19, dtype=np.uint8).repeat(2).reshape(2, 19)
@@ -154,7 +155,7 @@ def test_rendered_outputs(tmp_path):
     assert target == tmp_path / "berlin" / "berlin_000000_000019_leftImg8bit.png"
     with pytest.raises(RtsegError):
         output_path(tmp_path, Path("../escape.png"))
-    write_png(label_ids, target)
+    write_png(target, label_ids)
     write_zip([target], tmp_path, tmp_path / "predictions.zip")
     with zipfile.ZipFile(tmp_path / "predictions.zip") as archive:
         assert archive.namelist() == ["berlin/berlin_000000_000019_leftImg8bit.png"]

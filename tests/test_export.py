@@ -15,6 +15,7 @@ import rtseg
 from rtseg.cli import main
 from rtseg.errors import RtsegError
 from rtseg.export import Agreement, onnx_input_size, require_agreement
+from rtseg.models import SegmentationNetwork
 
 SIZE = "32x64"
 TINY = ["--model", "skipnet-mobilenet_v1", "-O", "width=0.25"]
@@ -39,7 +40,7 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint in the trainer's format, with non-trivial batch-norm statistics."""
-    from rtseg.engine.checkpoint import FORMAT, VERSION, save_atomic
+    from rtseg.checkpoint import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
     model = rtseg.create_model("skipnet-mobilenet_v1", width=0.25)
@@ -76,13 +77,11 @@ def test_export_command_checks_and_agrees(tmp_path):
     np.testing.assert_array_equal(labels, logits.argmax(1))
 
 
-class TinyNet(torch.nn.Module):
+class TinyNet(SegmentationNetwork):
     """Down, class scores, up; ``pin`` crops with Python ints as rtseg's decoders do."""
 
-    name = "tiny"
-
     def __init__(self, pin: bool = False):
-        super().__init__()
+        super().__init__("tiny", 19)
         self.pin = pin
         self.down = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU())
         self.score = torch.nn.Conv2d(8, 19, 1)
@@ -193,7 +192,7 @@ def test_video_round_trip(tmp_path):
 
 def test_overlay_blends_the_cityscapes_colours():
     from rtseg.data.labels import TRAIN_COLORS
-    from rtseg.inference.video import overlay
+    from rtseg.data.labels import overlay
 
     image = np.full((2, 3, 3), 100, np.uint8)
     ids = np.array([[0, 1, 2], [10, 11, 18]], np.uint8)
@@ -223,3 +222,16 @@ def test_argmax_first_rewrite_gives_the_same_labels(tmp_path):
     logits, labels = session.run(None, {"image": x})
     assert labels.dtype == np.int64 and labels.shape == (2, 40, 72)
     np.testing.assert_array_equal(labels, logits.argmax(1))
+
+
+def test_export_model_is_a_python_workflow_returning_its_report(tmp_path):
+    from rtseg.export import ExportOptions, export_model
+
+    lines = []
+    report = export_model(TinyNet().eval(), tmp_path / "tiny.onnx", ExportOptions(size=(32, 48)), log=lines.append)
+    assert (tmp_path / "tiny.onnx").is_file() and report.output == tmp_path / "tiny.onnx"
+    assert report.fp32.argmax_agreement >= 0.999 and report.int8 is None
+    assert report.as_dict()["input_shape"] == [1, 3, 32, 48]
+    assert lines == report.log and lines[-1] == f"wrote {tmp_path / 'tiny.onnx'}"
+    with pytest.raises(RtsegError, match="int8 needs calibration data"):
+        export_model(TinyNet().eval(), tmp_path / "q.onnx", ExportOptions(size=(32, 48), int8=True))

@@ -21,24 +21,22 @@ from torch import nn
 import rtseg
 from rtseg.cli import main
 from rtseg.errors import RtsegError
-from rtseg.inference import (Predictor, SubPixelConvTranspose2d, build_runners, fold_batch_norm,
+from rtseg.inference import (Backend, Predictor, SubPixelConvTranspose2d, build_runners, fold_batch_norm,
                              rewrite_conv_transpose, supported_combinations)
-from rtseg.inference.precision import check_choice
 from rtseg.profiling.hardware import describe
 from rtseg.profiling.roofline import measure_peak
-from rtseg.profiling.speed import TimingStats, measure_speed, settle, time_interleaved
+from rtseg.models import SegmentationNetwork
+from rtseg.profiling.speed import TimingProtocol, measure_speed
+from rtseg.profiling.timing import TimingStats, settle, time_interleaved
 
 SIZE = (32, 64)
 
 
-class TinyNet(nn.Module):
+class TinyNet(SegmentationNetwork):
     """Conv-BN-ReLU down, class scores, transposed-conv up: every rewrite applies, and it exports in a blink."""
 
-    name = "tiny"
-    num_classes = 19
-
     def __init__(self):
-        super().__init__()
+        super().__init__("tiny", 19)
         self.down = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
         self.score = nn.Conv2d(8, 19, 1)
         self.up = nn.ConvTranspose2d(19, 19, 4, stride=2, padding=1, bias=False)
@@ -226,8 +224,7 @@ def test_every_engine_and_precision_runs(tiny_net, engine, precision):
         from rtseg.inference.calibration import random_calibration
 
         calibration = random_calibration(tiny, SIZE, batches=2)
-    model_only, end_to_end = build_runners(tiny, SIZE, engine=engine, precision=precision,
-                                           calibration=calibration)
+    model_only, end_to_end = build_runners(tiny, SIZE, Backend(engine, precision), calibration=calibration)
     x = torch.randn(1, 3, *SIZE)
     logits, labels = model_only(x), end_to_end(x)
     assert logits.shape == (1, 19, *SIZE) and labels.shape == (1, *SIZE)
@@ -245,7 +242,7 @@ def test_every_engine_and_precision_runs(tiny_net, engine, precision):
 @pytest.mark.slow
 def test_compile_engine_matches_eager(tiny_net):
     tiny = tiny_net
-    model_only, end_to_end = build_runners(tiny, SIZE, engine="compile", precision="fp32")
+    model_only, end_to_end = build_runners(tiny, SIZE, Backend("compile", "fp32"))
     x = torch.randn(1, 3, *SIZE)
     with torch.no_grad():
         reference = tiny(x)
@@ -259,7 +256,7 @@ def test_compile_engine_matches_eager(tiny_net):
 ])
 def test_unsupported_combinations_say_what_to_use(engine, precision, device):
     with pytest.raises(RtsegError, match=engine if engine != "eager" or precision == "int8" else precision):
-        check_choice(engine, precision, device)
+        Backend(engine, precision, device).check()
 
 
 # --- measure_speed and the command -------------------------------------------------------------
@@ -271,8 +268,9 @@ EXPECTED_KEYS = {"fps", "fps_model", "latency_ms", "latency_model_ms", "engine",
 
 def test_measure_speed_records_the_protocol(tiny_net):
     tiny = tiny_net
-    result = measure_speed(tiny, SIZE, batch=2, threads=1, runs=3, max_warmup=4, warmup_window=2,
-                           peak_matrix=64)
+    threads_before = torch.get_num_threads()
+    result = measure_speed(tiny, SIZE, Backend(threads=1), TimingProtocol(runs=3, max_warmup=4, warmup_window=2,
+                                                                          peak_matrix=64), batch=2)
     record = json.loads(json.dumps(result.as_dict()))
     assert EXPECTED_KEYS <= set(record)
     assert record["engine"] == "eager" and record["precision"] == "fp32" and record["threads"] == 1
@@ -286,7 +284,7 @@ def test_measure_speed_records_the_protocol(tiny_net):
     assert record["settings"]["bn_folded"] > 0
     assert record["warmup"]["end_to_end"]["runs"] <= 4
     assert record["hardware"]["threads"] == 1 and torch.__version__.startswith(record["hardware"]["versions"]["torch"])
-    assert torch.get_num_threads() != 1 or record["threads"] == 1  # restored afterwards (no leak to check on 1 core)
+    assert torch.get_num_threads() == threads_before  # the caller's thread count is restored
 
 
 def test_speed_command_prints_one_json_object():
@@ -340,14 +338,14 @@ def _reference_prediction(model, image, size):
     """What rtseg evaluate computes: torchvision resize + normalise, then the evaluator's argmax path."""
     from torchvision.transforms.v2 import functional as TF
 
-    from rtseg.engine.evaluator import predict_train_ids
-    from rtseg.models.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+    from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
+    from rtseg.training.evaluator import predict_labels
 
     x = torch.from_numpy(image).permute(2, 0, 1)
     if size is not None:
         x = TF.resize(x, list(size), antialias=True)
     x = TF.normalize(TF.to_dtype(x, torch.float32, scale=True), list(IMAGENET_MEAN), list(IMAGENET_STD))
-    return predict_train_ids(model, x.unsqueeze(0), image.shape[:2])[0].to(torch.uint8).numpy()
+    return predict_labels(model, x.unsqueeze(0), image.shape[:2])[0].to(torch.uint8).numpy()
 
 
 @pytest.mark.parametrize("engine", ["eager", "onnxruntime"])
@@ -355,7 +353,7 @@ def test_predictor_matches_the_evaluators_prediction(tiny_net, engine):
     image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
     for size in (None, SIZE):  # as it is, and resized to the network's size and back
         expected = _reference_prediction(tiny_net, image, size)
-        got = Predictor(tiny_net, engine=engine, size=size)(image)
+        got = Predictor(tiny_net, Backend(engine), size=size)(image)
         assert got.dtype == np.uint8 and got.shape == image.shape[:2]
         assert (got == expected).mean() > 0.999
 
@@ -363,4 +361,4 @@ def test_predictor_matches_the_evaluators_prediction(tiny_net, engine):
 def test_predictor_int8_needs_calibration(tiny_net):
     tiny = tiny_net
     with pytest.raises(RtsegError, match="calibration"):
-        Predictor(tiny, engine="onnxruntime", precision="int8")
+        Predictor(tiny, Backend("onnxruntime", "int8"))

@@ -15,6 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
+from rtseg.benchmark.results import write_atomic
+from rtseg.data.labels import colorize
+
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], lower_x_is_better: bool) -> list[int]:
     """Indices of the points no other point dominates (at least as good on both axes, better on
@@ -38,7 +41,6 @@ def _figure(width: float, height: float):
 def _save(fig, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from rtseg.benchmark.results import write_atomic
 
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
@@ -86,20 +88,6 @@ def pareto_plot(labels: Sequence[str], xs: Sequence[float], ys: Sequence[float],
     return _save(fig, Path(path))
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def read_ids(path: str | Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image)
-
-
 def qualitative_figure(rows: Sequence[dict], model_labels: Sequence[str], path: str | Path,
                        max_width_px: int = 512) -> Path:
     """``rows``: per image ``{"name", "image": RGB array, "label": train ids, "predictions": [train ids per model]}``.
@@ -108,8 +96,6 @@ def qualitative_figure(rows: Sequence[dict], model_labels: Sequence[str], path: 
     (``model_labels``), so a dozen models still fit the page width. Pixels the ground truth
     ignores are black, as in the official colour images.
     """
-    from rtseg.data.labels import colorize
-
     panel_titles = ["input", "ground truth", *model_labels]
     height, width = rows[0]["image"].shape[:2]
     cell = 2.6  # inches per image column

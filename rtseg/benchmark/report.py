@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtseg.benchmark import tables
+from rtseg.benchmark.plots import pareto_plot, qualitative_figure
 from rtseg.benchmark.results import load_results, write_atomic
+from rtseg.benchmark.stages import resolve
 from rtseg.benchmark.tables import Table, model_label
+from rtseg.data.io import read_image, read_label_png
+from rtseg.data.labels import label_to_train_ids
+from rtseg.errors import RtsegError
 
 IMAGES_DIR = "images"
 PARETO_GFLOPS, PARETO_FPS, QUALITATIVE = "pareto_gflops.png", "pareto_fps.png", "qualitative.png"
@@ -138,8 +143,6 @@ def hardware_text(results: dict) -> str:
 
 
 def _pareto_blocks(results: dict, images_dir: Path) -> list:
-    from rtseg.benchmark.plots import pareto_plot
-
     blocks: list = []
     scored = [m for m in results["models"] if m.get("evaluate") and m["evaluate"].get("miou") is not None]
     with_cost = [m for m in scored if m.get("cost")]
@@ -167,10 +170,6 @@ def _pareto_blocks(results: dict, images_dir: Path) -> list:
 
 
 def _qualitative_blocks(out_dir: Path, results: dict, images_dir: Path) -> list:
-    from rtseg.benchmark.plots import qualitative_figure, read_ids, read_rgb
-    from rtseg.benchmark.stages import resolve
-    from rtseg.data.labels import label_to_train_ids
-
     models = [m for m in results["models"] if m.get("evaluate") and m["evaluate"].get("qualitative")]
     if not models:
         return [Paragraph("No evaluated model yet: no pictures.")]
@@ -183,12 +182,12 @@ def _qualitative_blocks(out_dir: Path, results: dict, images_dir: Path) -> list:
             sample = predictions[models[0]["key"]][name]
             rows.append({
                 "name": name,
-                "image": read_rgb(resolve(sample["image"], out_dir)),
-                "label": label_to_train_ids(read_ids(resolve(sample["label_ids"], out_dir))),
-                "predictions": [read_ids(resolve(predictions[m["key"]][name]["prediction"], out_dir))
+                "image": read_image(resolve(sample["image"], out_dir)),
+                "label": label_to_train_ids(read_label_png(resolve(sample["label_ids"], out_dir))),
+                "predictions": [read_label_png(resolve(predictions[m["key"]][name]["prediction"], out_dir))
                                 for m in models],
             })
-    except OSError as exc:
+    except RtsegError as exc:
         return [Paragraph(f"The qualitative figure needs the validation images and predictions: {exc}")]
     if not rows:
         return [Paragraph("The models were evaluated on different images: no common picture.")]

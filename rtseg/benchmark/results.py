@@ -18,13 +18,19 @@ record makes the next run redo that stage only. Every file is written atomically
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from rtseg.errors import RtsegError
+from rtseg import __version__
 from rtseg.atomic import atomic_open
+from rtseg.data.labels import CLASS_NAMES
+from rtseg.errors import RtsegError
+from rtseg.profiling.hardware import describe
 
 FORMAT = "rtseg-benchmark"
 VERSION = 1
@@ -51,7 +57,7 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise RtsegError(f"{path} does not exist") from None
     except (OSError, ValueError) as exc:
-        raise RtsegError(f"cannot read {path}: {exc}".splitlines()[0]) from None
+        raise RtsegError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
 
 
 def _jsonable(value: Any) -> Any:
@@ -104,15 +110,11 @@ CSV_FIELDS_TAIL = ("params", "gflops_512x1024", "gflops_360x640", "fps", "fps_mo
 
 
 def csv_fields() -> list[str]:
-    from rtseg.data.labels import CLASS_NAMES
-
     return [*CSV_FIELDS_HEAD, *(f"iou_{name.replace(' ', '_')}" for name in CLASS_NAMES), *CSV_FIELDS_TAIL]
 
 
 def csv_row(model: dict) -> dict:
     """One model's record (``results["models"][i]``) as a flat CSV row (scores as fractions)."""
-    from rtseg.data.labels import CLASS_NAMES
-
     evaluation = model.get("evaluate") or {}
     cost = model.get("cost") or {}
     speed = model.get("speed") or {}
@@ -142,3 +144,34 @@ def write_csv(path: str | Path, models: list[dict]) -> None:
     for model in models:
         writer.writerow({k: "" if v is None else v for k, v in csv_row(model).items()})
     write_atomic(path, buffer.getvalue())
+
+
+def assemble_results(entries: Sequence, records: dict[str, dict], failures: Sequence[tuple[str, str, str]],
+                     settings: dict, notes: Sequence[str], quick_cuts: Sequence[str], device: str,
+                     threads: int | None) -> dict:
+    """What ``results.json`` holds: every entry's stage results (None where missing or stale), the
+    study's settings and notes, the machine, and how it was run."""
+    models = []
+    for entry in entries:
+        decoder, encoder = entry.parts
+        models.append({"key": entry.key, "model": entry.model, "decoder": decoder if encoder else None,
+                       "encoder": encoder, "whole_model": None if encoder else decoder, "coarse": entry.coarse,
+                       "options": entry.options, **records[entry.key],
+                       "errors": {stage: error for key, stage, error in failures if key == entry.key}})
+    return {
+        "format": FORMAT, "version": VERSION, "rtseg": __version__,
+        "written": datetime.datetime.now().isoformat(timespec="seconds"),
+        "settings": {**settings, "command": command_line(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "quick_cuts": list(quick_cuts),
+        "notes": list(notes),
+        "hardware": describe(device.split(":")[0], threads),
+        "models": models,
+    }
+
+
+def command_line() -> str | None:
+    """``rtseg benchmark ...`` as typed (also through ``python -m rtseg`` or torchrun); None from Python."""
+    program = Path(sys.argv[0])
+    if program.name == "rtseg" or (program.name == "__main__.py" and program.parent.name == "rtseg"):
+        return " ".join(["rtseg", *sys.argv[1:]])
+    return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rtseg.benchmark.selection import Entry
 from rtseg.errors import RtsegError
+from rtseg.training.config import TrainConfig, read_yaml_with_base
 
 # Whole models that have no ImageNet weights: trained from scratch when they have no config.
 NO_IMAGENET_WEIGHTS = frozenset({"enet"})
@@ -69,16 +70,14 @@ class TrainingStage:
     """One ``train()`` call: its config and its output folder."""
 
     name: str  # "fine" or "coarse"
-    config: "TrainConfig"  # noqa: F821 (rtseg.engine.config, imported lazily)
+    config: TrainConfig
     out_dir: Path
     source: str  # the config file it came from, for the report
 
 
 def default_configs_dir() -> Path:
     """``configs/`` beside the ``rtseg`` package (a source checkout or an editable install)."""
-    import rtseg
-
-    return Path(rtseg.__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def training_stages(entry: Entry, run_dir: Path, *, data_root: Path, synthetic: bool, quick: bool,
@@ -112,8 +111,6 @@ def training_stages(entry: Entry, run_dir: Path, *, data_root: Path, synthetic: 
         elif synthetic:
             # The paper's crop is the synthetic images' own size: nothing to rescale.
             _set(data, "data.scale", [1.0, 1.0])
-        from rtseg.engine.config import TrainConfig
-
         stages.append(TrainingStage(name, TrainConfig.from_dict(data, source), out_dir, source))
     return stages
 
@@ -126,8 +123,6 @@ def _config_file(configs_dir: Path, stem: str) -> Path:
 
 
 def _read_config(path: Path, configs_dir: Path, model: str) -> tuple[dict, str]:
-    from rtseg.engine.config import read_yaml_with_base
-
     if path.is_file():
         return read_yaml_with_base(path), str(path)
     recipe = configs_dir / "paper_recipe.yaml"

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rtseg.errors import RtsegError
+from rtseg.models import model_names
+from rtseg.models.factory import split_model_name
 
 COARSE_SUFFIX = "-coarse"
 
@@ -41,15 +43,11 @@ class Entry:
     @property
     def parts(self) -> tuple[str, str | None]:
         """``(decoder, encoder)``, or ``(whole model name, None)``."""
-        from rtseg.models.factory import split_model_name
-
         return split_model_name(self.model)
 
 
 def parse_entry(name: str, options: dict | None = None) -> Entry:
     """``"skipnet-mobilenet_v1"`` or ``"skipnet-mobilenet_v1-coarse"`` -> Entry (unknown names refused)."""
-    from rtseg.models.factory import split_model_name
-
     name = name.strip()
     coarse = name.endswith(COARSE_SUFFIX)
     model = name[: -len(COARSE_SUFFIX)] if coarse else name
@@ -67,8 +65,6 @@ def resolve_models(spec: str | Sequence[str | Entry], has_coarse: bool = False,
     ``gtCoarse``; skipped with a note otherwise) and the Table 3 models; ``all`` is every
     registered model, fine-only.
     """
-    from rtseg.models import model_names
-
     notes: list[str] = []
     if isinstance(spec, str):
         keyword = spec.strip().lower()

@@ -7,14 +7,25 @@ which stages still need to run and records what they return.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
+
+import torch
 
 from rtseg.benchmark.schedule import TrainingStage
 from rtseg.benchmark.selection import Entry
+from rtseg.data.io import write_png
+from rtseg.inference.backend import Backend
+from rtseg.models import create_model, load_model
+from rtseg.profiling.flops import count_flops, count_params
+from rtseg.profiling.speed import TimingProtocol, measure_speed
+from rtseg.training.config import DataConfig
+from rtseg.training.evaluator import build_eval_dataset, evaluate, predict_labels
+from rtseg.training.trainer import train
 
 # Input sizes of the paper's cost figures: Table 2 (512x1024) and Table 3 (360x640).
 COST_SIZES = ((512, 1024), (360, 640))
+# Validation images whose predictions the report's qualitative figure shows.
+QUALITATIVE_IMAGES = 3
 
 
 def size_text(size) -> str:
@@ -36,8 +47,6 @@ def resolve(path: str, root: Path) -> Path:
 
 def train_entry(stages: list[TrainingStage], out_dir: Path) -> dict:
     """Train every stage in turn (coarse, then fine), continuing any interrupted one."""
-    from rtseg.engine.trainer import train
-
     records = []
     final = None
     for stage in stages:
@@ -74,26 +83,21 @@ def checkpoint_identity(path: Path) -> dict:
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def evaluate_entry(checkpoint: Path, data_root: Path, size, limit: int | None, device: str,
-                   qualitative: int, predictions_dir: Path, out_dir: Path, progress: bool = True) -> dict:
-    """Score the checkpoint on the val split; save its predictions for the first ``qualitative`` images."""
-    import torch
-
-    from rtseg.engine.checkpoint import load_model
-    from rtseg.engine.evaluator import build_eval_dataset, evaluate, predict_train_ids
-
+def evaluate_entry(checkpoint: Path, data: DataConfig, device: str, predictions_dir: Path, out_dir: Path,
+                   progress: bool = True) -> dict:
+    """Score the checkpoint on the val split of ``data.root`` (at ``data.val_size``, the first
+    ``data.val_limit`` images); write its predictions of the first ``QUALITATIVE_IMAGES`` images
+    (the report's picture) into ``predictions_dir``; paths in the result are relative to ``out_dir``."""
+    data_root, size, limit, qualitative = data.root, data.val_size, data.val_limit, QUALITATIVE_IMAGES
     model, _ = load_model(checkpoint, device)
-    dataset = build_eval_dataset(data_root, "val", size, getattr(model, "mean", None), getattr(model, "std", None))
+    dataset = build_eval_dataset(data_root, "val", size, model.mean, model.std)
     scores = evaluate(model, dataset, device, limit=limit, progress=progress)
     scores.pop("confusion", None)
     samples = []
     for index in range(min(qualitative, len(dataset))):
         item = dataset[index]
-        label_size = tuple(item["label_ids"].shape[-2:])
-        with torch.no_grad():
-            pred = predict_train_ids(model, item["image"][None].to(device), label_size)[0]
-        path = predictions_dir / f"{item['name']}.png"
-        _write_png(path, pred.to(torch.uint8).cpu().numpy())
+        pred = predict_labels(model, item["image"][None].to(device), tuple(item["label_ids"].shape[-2:]))[0]
+        path = write_png(predictions_dir / f"{item['name']}.png", pred.to(torch.uint8).cpu().numpy())
         files = dataset.samples[index]
         samples.append({"name": item["name"], "image": relative(files.image, out_dir),
                         "label_ids": relative(files.label_ids, out_dir), "prediction": relative(path, out_dir)})
@@ -101,37 +105,40 @@ def evaluate_entry(checkpoint: Path, data_root: Path, size, limit: int | None, d
             "qualitative": samples}
 
 
-def _write_png(path: Path, array) -> None:
-    from PIL import Image
-
-    from rtseg.benchmark.results import write_atomic
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    write_atomic(path, buffer.getvalue())
-
-
 def cost_entry(entry: Entry, num_classes: int = 19) -> dict:
     """Parameters and GFLOPs (2 x multiply-adds) of the full model at the paper's sizes (meta device)."""
-    from rtseg.models import create_model
-    from rtseg.profiling.flops import count_flops, count_params
-
     model = create_model(entry.model, num_classes=num_classes, **entry.options)
     flops = {size_text(size): count_flops(model, size) for size in COST_SIZES}
     return {"params": count_params(model), "gflops": {k: round(v / 1e9, 3) for k, v in flops.items()}}
 
 
-def speed_entry(checkpoint: Path, size, engine: str, precision: str, device: str, threads: int | None,
-                runs: int, **speed_options) -> dict:
-    """The speed protocol (``rtseg.profiling.speed.measure_speed``) on the trained weights;
-    ``speed_options`` go to ``measure_speed`` (e.g. ``max_warmup`` in tests)."""
-    import torch
+def speed_entry(checkpoint: Path, size, backend: Backend, protocol: TimingProtocol) -> dict:
+    """The speed protocol (``rtseg.profiling.speed.measure_speed``) on the trained weights."""
+    model, _ = load_model(checkpoint, backend.device)
+    return measure_speed(model, tuple(size), backend, protocol).as_dict()
 
-    from rtseg.engine.checkpoint import load_model
-    from rtseg.profiling.speed import measure_speed
 
-    device_type = torch.device(device).type
-    model, _ = load_model(checkpoint, device)
-    result = measure_speed(model, tuple(size), batch=1, engine=engine, precision=precision, threads=threads,
-                           device=device_type, runs=runs, **speed_options)
-    return result.as_dict()
+def estimate_work(entry: Entry, plan: list[TrainingStage], data, speed_size, speed_runs: int,
+                  qualitative: int) -> dict[str, float]:
+    """Relative cost of each stage (forward-pass GFLOPs), so the progress bar's ETA means something.
+
+    ``data`` is the study's ``rtseg.benchmark.dataset.StudyData``."""
+    model = create_model(entry.model, num_classes=plan[-1].config.model.num_classes, **entry.options)
+    gflops = count_flops(model, (128, 256)) / 1e9  # scaled by pixels below: convolutions are linear in them
+
+    def at(size) -> float:
+        return gflops * size[0] * size[1] / (128 * 256)
+
+    train_work = 0.0
+    for stage in plan:
+        loop, crop = stage.config.train, stage.config.data.crop
+        steps = loop.iterations or loop.epochs * max(1, data.count_images("train") // loop.batch_size)
+        train_work += 3 * loop.batch_size * steps * at(crop)  # forward + backward ~ 3 forward passes
+    config = plan[-1].config.data
+    images = data.count_images("val")
+    if config.val_limit:
+        images = min(images, config.val_limit)
+    val_size = config.val_size or data.image_size()
+    evaluate_work = (images + qualitative) * at(val_size)
+    speed_work = (2 * speed_runs + 30) * at(speed_size)  # timed runs of both figures + warm-up
+    return {"train": train_work, "evaluate": evaluate_work, "cost": 0.001 * train_work + 1e-3, "speed": speed_work}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rtseg.benchmark import published
+from rtseg.data.labels import CATEGORY_NAMES, CLASS_NAMES
 
 DISPLAY_NAMES = {
     "skipnet": "SkipNet", "unet": "UNet", "dilation": "Dilation", "mobilenet_v1": "MobileNet",
@@ -84,7 +85,6 @@ def table1(results: dict) -> Table:
 
 def table1_full(results: dict) -> Table:
     """All 19 evaluated classes (ours only: the paper printed nine)."""
-    from rtseg.data.labels import CLASS_NAMES
 
     table = Table("Table 1 (all 19 classes): per-class IoU (%)", ["Model", "mIoU", *CLASS_NAMES])
     for model in _evaluated(results):
@@ -142,7 +142,6 @@ def table3(results: dict) -> Table:
 
 def category_table(results: dict) -> Table:
     """Per-category IoU and the two category iIoUs (human, vehicle)."""
-    from rtseg.data.labels import CATEGORY_NAMES
 
     table = Table("Categories: IoU per category and iIoU (%)",
                   ["Model", *CATEGORY_NAMES, "human iIoU", "vehicle iIoU"])

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 
-from rtseg.commands.common import size_argument
+from rtseg.benchmark import QUICK, BenchmarkSettings, run_benchmark
+from rtseg.commands.arguments import size_argument
+from rtseg.commands.common import model_options_from_args
+from rtseg.distributed import is_main_process
+from rtseg.inference.backend import Backend
+from rtseg.options import ENGINES, PRECISIONS
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser = sub.add_parser(
-        "benchmark", help="train, evaluate, count and time models; write the paper's tables, plots and pictures",
+        "benchmark", help=help,
         description="For each model: train (its configs/<model>.yaml, or a short schedule with --quick), "
                     "evaluate on val, count GFLOPs at 512x1024 and 360x640, time it with the speed protocol; "
                     "then write results.json, results.csv, report.md and report.html into --out. Run it again "
@@ -30,9 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="a short CPU schedule instead of the paper's configs (the report lists what it cuts)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (resumes what is there)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda (default auto)")
-    parser.add_argument("--engine", default="eager", choices=("eager", "compile", "onnxruntime"),
+    parser.add_argument("--engine", default="eager", choices=ENGINES,
                         help="inference engine for the timing (default eager)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="precision for the timing (default fp32); training follows the configs")
     parser.add_argument("--threads", type=int, help="CPU threads for the timing (default: PyTorch's)")
     parser.add_argument("--speed-size", type=size_argument, metavar="HxW",
@@ -45,21 +50,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    if args.quick and is_main_process():
+        print_quick_cuts(synthetic=args.data is None, speed_size=args.speed_size)
+    settings = BenchmarkSettings(data=args.data, quick=args.quick, device=args.device,
+                                 backend=Backend(args.engine, args.precision, threads=args.threads),
+                                 speed_size=args.speed_size, options=model_options_from_args(args),
+                                 configs_dir=args.configs, progress=args.progress)
+    return report_outcome(run_benchmark(args.models, args.out, settings))
 
-    from rtseg.benchmark import QUICK, run_benchmark
-    from rtseg.commands.common import model_options_from_args
 
-    if args.quick and os.environ.get("RANK", "0") == "0":
-        print("--quick cuts, against the paper's study:")
-        for line in QUICK.cuts(synthetic=args.data is None, speed_size=args.speed_size):
-            print(f"  - {line}")
-        print(flush=True)
-    result = run_benchmark(args.models, args.out, data=args.data, quick=args.quick, device=args.device,
-                           engine=args.engine, precision=args.precision, threads=args.threads,
-                           speed_size=args.speed_size, options=model_options_from_args(args),
-                           configs_dir=args.configs, progress=args.progress)
-    return report_outcome(result)
+def print_quick_cuts(synthetic: bool, speed_size=None) -> None:
+    print("--quick cuts, against the paper's study:")
+    for line in QUICK.cuts(synthetic=synthetic, speed_size=speed_size):
+        print(f"  - {line}")
+    print(flush=True)
 
 
 def report_outcome(result) -> int:

@@ -1,49 +1,38 @@
-"""Arguments and helpers shared by the sub-commands."""
+"""The model and backend arguments the sub-commands share: the same spellings everywhere.
+
+Model choice (``--model`` or ``--decoder/--encoder``, ``--num-classes``, ``-O key=value``,
+``--weights``, or ``--checkpoint``) and the inference backend (``--engine``, ``--precision``,
+``--device``, ``--threads``, from ``rtseg.options``) parse here; the commands hand the results
+to the library. Plain value types (sizes, counts) are in ``rtseg.commands.arguments``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from rtseg.commands.arguments import parse_option_value, positive_int
 from rtseg.errors import RtsegError
+from rtseg.inference.backend import Backend
+from rtseg.models import SegmentationNetwork, create_model, load_model
+from rtseg.options import DEVICES, ENGINES, PRECISIONS
+from rtseg.runtime import resolve_device
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512x1024"`` -> ``(512, 1024)`` (height x width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise RtsegError(f"size {text!r} is not HEIGHTxWIDTH, e.g. 512x1024") from None
-    if height < 1 or width < 1:
-        raise RtsegError(f"size {text!r} must be positive")
-    return height, width
-
-
-def size_argument(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except RtsegError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def parse_option_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
-    import yaml
-
-    return yaml.safe_load(text)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    group = parser.add_argument_group("model (--model NAME, or --decoder and --encoder)")
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, checkpoint: bool = False) -> None:
+    group = parser.add_argument_group("model (--model NAME, or --decoder and --encoder"
+                                      + (", or --checkpoint)" if checkpoint else ")"))
+    if checkpoint:
+        group.add_argument("--checkpoint", help="a checkpoint written by 'rtseg train' (instead of a model name)")
     group.add_argument("--model", help="model name, 'decoder-encoder' (skipnet-mobilenet_v1) or a "
                                        "whole model (enet); see 'rtseg models'")
-    group.add_argument("--decoder", help="meta-architecture: skipnet, unet, dilation")
-    group.add_argument("--encoder", help="encoder: vgg16, resnet18, mobilenet_v1, shufflenet_v1")
-    group.add_argument("--num-classes", type=int, default=19, help="output classes (default 19)")
+    group.add_argument("--decoder", help="meta-architecture: skipnet, unet, dilation, ...")
+    group.add_argument("--encoder", help="encoder: vgg16, resnet18, mobilenet_v1, shufflenet_v1, ...")
+    group.add_argument("--num-classes", type=positive_int, default=19, help="output classes (default 19)")
     group.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
                        help="encoder/decoder option, e.g. -O width=0.5 -O fusion=concat")
+    group.add_argument("--weights", metavar="PATH",
+                       help="whole-network weights to load: rtseg's own state dict or the authors' released file")
     parser.set_defaults(_model_required=required)
 
 
@@ -57,7 +46,7 @@ def model_name_from_args(args: argparse.Namespace) -> str | None:
         return f"{args.decoder}-{args.encoder}"
     if args.decoder or args.encoder:
         raise RtsegError("--decoder and --encoder go together (or use --model decoder-encoder)")
-    if getattr(args, "_model_required", True):
+    if getattr(args, "_model_required", True) and not getattr(args, "checkpoint", None):
         raise RtsegError("no model given: use --model NAME or --decoder D --encoder E")
     return None
 
@@ -72,14 +61,32 @@ def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def build_model_from_args(args: argparse.Namespace, **overrides: Any):
-    from rtseg.models import create_model
-
+def model_from_args(args: argparse.Namespace, device: str = "cpu") -> tuple[SegmentationNetwork, dict | None]:
+    """``(network in eval mode, its checkpoint dict or None)`` the arguments name: ``--checkpoint``
+    (rebuilt with its weights), or a model name built fresh, with ``--weights`` loaded into it."""
     name = model_name_from_args(args)
-    options = {**model_options_from_args(args), **overrides}
-    return create_model(name, num_classes=args.num_classes, **options)
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint:
+        if name or args.weights:
+            raise RtsegError("give either --checkpoint or a model name (with --weights), not both")
+        return load_model(checkpoint, device)
+    if name is None:
+        raise RtsegError("no model given: use --checkpoint CKPT, --model NAME or --decoder D --encoder E")
+    model = create_model(name, num_classes=args.num_classes, weights=args.weights, **model_options_from_args(args))
+    return model.to(device).eval(), None
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
+def add_backend_arguments(parser: argparse.ArgumentParser, device_default: str = "cpu") -> None:
+    group = parser.add_argument_group("inference backend")
+    group.add_argument("--engine", default="eager", choices=ENGINES, help="eager (default), compile, onnxruntime")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="fp32 (default), bf16/fp16 autocast, int8 (ONNX Runtime static quantization)")
+    group.add_argument("--device", default=device_default, choices=("auto", *DEVICES),
+                       help=f"cpu, cuda or auto (default {device_default})")
+    group.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch and ONNX Runtime "
+                                                            "(default: PyTorch's current setting)")
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    device = resolve_device(args.device).type
+    return Backend(args.engine, args.precision, device, args.threads).check()

@@ -8,11 +8,16 @@ time, then write the report. Interrupted, it resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import time
+
+from rtseg.benchmark import DEMO_MODELS, BenchmarkSettings, run_benchmark
+from rtseg.benchmark.tables import model_label, num, pct
+from rtseg.commands.benchmark import print_quick_cuts, report_outcome
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser = sub.add_parser(
-        "demo", help="the comparative study on the built-in synthetic dataset (make demo)",
+        "demo", help=help,
         description="Generate the synthetic dataset under --out and run 'rtseg benchmark --quick' over the "
                     "paper's seven fine-only Table 1 models plus ENet, then write the report. Run it again "
                     "to resume.")
@@ -23,19 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    _sleeping_openmp_waits()
-    from rtseg.benchmark import DEMO_MODELS, QUICK, run_benchmark
-    from rtseg.commands.benchmark import report_outcome
-
     started = time.perf_counter()
     print(f"rtseg demo: the paper's seven Table 1 models and ENet, --quick on synthetic data, into {args.out}/")
-    print("--quick cuts, against the paper's study:")
-    for line in QUICK.cuts(synthetic=True):
-        print(f"  - {line}")
+    print_quick_cuts(synthetic=True)
     print("(the full study: rtseg benchmark --data /path/to/cityscapes --models paper --out DIR)\n", flush=True)
-    result = run_benchmark(list(DEMO_MODELS), args.out, quick=True, device=args.device, progress=args.progress)
+    result = run_benchmark(list(DEMO_MODELS), args.out, BenchmarkSettings(quick=True, device=args.device,
+                                                                          progress=args.progress))
     print()
     print(summary_table(result.results))
     print()
@@ -45,25 +43,8 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _sleeping_openmp_waits() -> None:
-    """Let PyTorch's idle OpenMP threads sleep instead of spinning (unless the user chose).
-
-    On a CPU shared with other jobs, spinning threads steal each other's time slices: on the
-    project's 2-core machine, shared, the 100 quick training steps of SkipNet-MobileNet took
-    156 s with the default policy and 16 s with ``OMP_WAIT_POLICY=PASSIVE``; the demo must
-    fit 10 minutes there. OpenMP reads the variable once, when torch loads: too late after.
-    """
-    import os
-    import sys
-
-    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-
 def summary_table(results: dict) -> str:
     """A few columns per model for the terminal; the report has the full tables."""
-    from rtseg.benchmark.tables import model_label, num, pct
-
     header = ("model", "mIoU %", "params M", "GFLOPs 512x1024", "FPS end-to-end")
     rows = [header]
     for model in results["models"]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from rtseg.commands.common import add_model_arguments, build_model_from_args, print_json, size_argument
+from rtseg.commands.arguments import print_json, size_argument
+from rtseg.commands.common import add_model_arguments, model_from_args
+from rtseg.profiling.flops import measure_cost
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("flops", help="count parameters and GFLOPs of a model at an input size")
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
+    parser = sub.add_parser("flops", help=help, description=help)
     add_model_arguments(parser)
     parser.add_argument("--size", type=size_argument, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -16,9 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.profiling.flops import measure_cost
-
-    model = build_model_from_args(args)
+    model, _ = model_from_args(args)
     cost = measure_cost(model, args.size)
     if args.json:
         print_json({"model": model.name, **cost.as_dict()})

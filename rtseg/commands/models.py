@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from rtseg.commands.common import print_json, size_argument
+from rtseg.commands.arguments import print_json, size_argument
+from rtseg.models import create_model, list_models, model_names
+from rtseg.profiling.flops import count_flops, count_params
 
 DEFAULT_SIZES = ((512, 1024), (360, 640))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="list encoders, decoders and models with their cost")
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
+    parser = sub.add_parser("models", help=help, description=help)
     parser.add_argument("--size", type=size_argument, action="append",
                         help="HEIGHTxWIDTH to count GFLOPs at (repeatable; default 512x1024 and 360x640)")
     parser.add_argument("--names", action="store_true", help="print model names only, one a line")
@@ -20,9 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def grid_costs(sizes=DEFAULT_SIZES) -> list[dict]:
     """One row per model: name, parameters and GFLOPs at each size."""
-    from rtseg.models import create_model, model_names
-    from rtseg.profiling.flops import count_flops, count_params
-
     rows = []
     for name in model_names():
         model = create_model(name)
@@ -49,8 +48,6 @@ def format_grid(rows: list[dict], sizes) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.models import list_models
-
     if args.names:
         print("\n".join(list_models()["models"]))
         return 0

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from rtseg.commands.arguments import print_json
+from rtseg.metrics import format_table
+from rtseg.metrics.folders import score_folders
 
 SCORE_KEYS = ("miou", "miiou", "category_miou", "category_miiou",
               "class_iou", "class_iiou", "category_iou", "category_iiou")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser = sub.add_parser(
-        "score", help="score labelId PNGs against Cityscapes ground truth (official IoU and iIoU)",
+        "score", help=help,
         description="Scores labelId PNGs (label ids 0..33, as the test server takes them) named "
                     "<city>_<seq>_<frame>*.png anywhere under PRED_DIR against the Cityscapes ground "
                     "truth, with the official evaluator's class/category IoU and iIoU.")
@@ -26,12 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from rtseg.commands.common import print_json
-    from rtseg.metrics import format_table
-    from rtseg.metrics.folders import score_folders
-
     results = score_folders(args.pred_dir, args.gt, split=args.split, workers=args.workers,
                             progress=not args.json)
     if not results["instances"]:

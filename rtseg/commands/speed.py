@@ -4,68 +4,48 @@ from __future__ import annotations
 
 import argparse
 
-from rtseg.commands.common import add_model_arguments, size_argument
+from rtseg.commands.arguments import positive_int, print_json, size_argument
+from rtseg.commands.common import add_backend_arguments, add_model_arguments, backend_from_args, model_from_args
+from rtseg.errors import RtsegError
+from rtseg.inference.calibration import images_from_root
+from rtseg.profiling.speed import MIN_RUNS, SpeedResult, TimingProtocol, measure_speed
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("speed", help="measure FPS (model only and end-to-end) with a fixed protocol",
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
+    parser = sub.add_parser("speed", help=help,
                             description="Warm up until timings settle, time at least 20 runs, report "
                                         "median/p90/mean/std of latency and FPS, the hardware, and the "
                                         "efficiency against this machine's matrix-multiply peak.")
-    add_model_arguments(parser)
+    add_model_arguments(parser, checkpoint=True)
     parser.add_argument("--size", type=size_argument, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
-    parser.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime "
-                                                    "(default: PyTorch's current setting)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
-    parser.add_argument("--engine", default="eager", choices=("eager", "compile", "onnxruntime"))
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--runs", type=int, default=20, help="timed runs of each figure (at least 20)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per run (default 1)")
+    add_backend_arguments(parser)
+    parser.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs of each figure (at least {MIN_RUNS})")
     parser.add_argument("--calibration-data", metavar="ROOT",
-                        help="int8: calibrate on images of this Cityscapes-layout root (default: random "
+                        help="int8: calibrate on images of this dataset root or folder (default: random "
                              "images, which is fine for timing but not for accuracy)")
-    parser.add_argument("--checkpoint", help="time a trained checkpoint instead of a fresh model")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.commands.common import build_model_from_args, print_json
-    from rtseg.errors import RtsegError
-    from rtseg.profiling.speed import MIN_RUNS, measure_speed
-
     if args.runs < MIN_RUNS:
         raise RtsegError(f"--runs must be at least {MIN_RUNS} (the protocol's minimum), got {args.runs}")
-    if args.batch < 1:
-        raise RtsegError(f"--batch must be positive, got {args.batch}")
-    if args.threads is not None and args.threads < 1:
-        raise RtsegError(f"--threads must be positive, got {args.threads}")
-    if args.checkpoint:
-        if args.model or args.decoder or args.encoder:
-            raise RtsegError("give either --checkpoint or a model name, not both")
-        from rtseg.engine.checkpoint import load_model
-
-        model, _ = load_model(args.checkpoint, "cpu")
-    else:
-        model = build_model_from_args(args)
+    if args.calibration_data and args.precision != "int8":
+        raise RtsegError("--calibration-data is for --precision int8")
+    backend = backend_from_args(args)
+    model, _ = model_from_args(args)
     calibration = None
     if args.calibration_data:
-        if args.precision != "int8":
-            raise RtsegError("--calibration-data is for --precision int8")
-        from rtseg.inference.calibration import images_from_root, model_normalisation
-
-        mean, std = model_normalisation(model)
-        calibration = images_from_root(args.calibration_data, args.size, 8 * args.batch, mean, std, args.batch)
-    result = measure_speed(model, args.size, batch=args.batch, engine=args.engine, precision=args.precision,
-                           threads=args.threads, device=args.device, runs=args.runs, calibration=calibration)
-    if args.json:
-        print_json(result.as_dict())
-    else:
-        print(format_result(result))
+        calibration = images_from_root(args.calibration_data, args.size, 8 * args.batch, model.mean, model.std,
+                                       args.batch)
+    result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs), batch=args.batch,
+                           calibration=calibration)
+    print_json(result.as_dict()) if args.json else print(format_result(result))
     return 0
 
 
-def format_result(result) -> str:
+def format_result(result: SpeedResult) -> str:
     hw = result.hardware
     where = hw["gpu"] if result.device == "cuda" else f"{hw['cpu']}, {result.threads} threads"
     lines = [f"{result.model} at {result.size[0]}x{result.size[1]}, batch {result.batch}: "

@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rtseg.checkpoint import load_checkpoint
+from rtseg.distributed import is_main_process
+from rtseg.errors import RtsegError
+from rtseg.training.config import TrainConfig, apply_override, load_config
+from rtseg.training.trainer import LAST, train
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+
+def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser = sub.add_parser(
-        "train", help="train a model from a YAML config (torchrun -m rtseg train for several GPUs)",
+        "train", help=help,
         description="Train a model from a YAML config. Several GPUs or machines: "
                     "torchrun --nproc_per_node=N -m rtseg train CONFIG.yaml ...")
     parser.add_argument("config", nargs="?",
@@ -26,11 +32,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.engine.checkpoint import load_checkpoint
-    from rtseg.engine.config import TrainConfig, apply_override, load_config
-    from rtseg.engine.trainer import LAST, train
-    from rtseg.errors import RtsegError
-
     if args.config:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -49,14 +50,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / config.model.name
 
     result = train(config, out, resume=args.resume)
-    if result.model is not None and _is_main():
+    if result.model is not None and is_main_process():
         best = f"{100 * result.best_miou:.1f}" if result.best_miou is not None else "-"
         print(f"trained {config.model.name} for {result.steps} steps; best val mIoU {best}")
         print(f"checkpoints: {result.last_checkpoint}" + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
     return 0
-
-
-def _is_main() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0

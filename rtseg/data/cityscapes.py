@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rtseg.data.io import read_image, read_label_png
 from rtseg.data.labels import NUM_LABEL_IDS, label_to_train_ids
 from rtseg.errors import RtsegError
 
@@ -55,7 +56,7 @@ def find_split_files(root: str | os.PathLike, split: str = "train", annotation: 
                          f"use one of {', '.join(valid)}")
     root = check_root(root)
     image_dir = root / IMAGE_DIR / split
-    images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}")) if image_dir.is_dir() else []
+    images = split_image_files(root, split)
     if not images:
         where = image_dir if image_dir.is_dir() else f"{image_dir} (missing)"
         raise RtsegError(f"split {split!r} is empty: no <city>/*{IMAGE_SUFFIX} files in {where}")
@@ -110,53 +111,30 @@ def _name(image: Path) -> str:
     return image.name[: -len(IMAGE_SUFFIX)]
 
 
-def _open_png(path: str, what: str) -> np.ndarray:
-    """Decode with Pillow: a truncated or corrupt file raises a clean exception (cv2 returns
-    None and prints libpng noise; torchvision's decoders are deprecated since 0.29)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if what == "image" and im.mode != "RGB":
-                return np.array(im.convert("RGB"))
-            return np.array(im)
-    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        raise RtsegError(f"cannot read {what} {path}: {_first_line(exc)}") from None
-
-
-def read_image(path: str) -> torch.Tensor:
-    """RGB PNG -> uint8 tensor 3xHxW; a corrupt or unreadable file is an RtsegError naming it."""
-    pixels = _open_png(path, "image")
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # contiguous CHW resizes 3x faster
-
-
-def _decode_ids(path: str) -> np.ndarray:
-    ids = _open_png(path, "label file")
-    if ids.ndim != 2:
-        raise RtsegError(f"label file {path} has {ids.shape[2]} channels; expected a single-channel "
-                         f"id PNG (is it a _color.png?)")
-    return ids
-
-
 def read_label_ids(path: str) -> np.ndarray:
     """A ``labelIds`` PNG -> uint8 array HxW of official ids 0..33, checked."""
-    ids = _decode_ids(path)
+    ids = read_label_png(path)
     top = int(ids.max()) if ids.size else 0
-    if top >= NUM_LABEL_IDS or (ids.size and int(ids.min()) < 0):
-        bad = top if top >= NUM_LABEL_IDS else int(ids.min())
-        raise RtsegError(f"label file {path} holds label id {bad}, outside the Cityscapes ids "
+    if top >= NUM_LABEL_IDS:
+        raise RtsegError(f"label file {path} holds label id {top}, outside the Cityscapes ids "
                          f"0..{NUM_LABEL_IDS - 1} (a labelTrainIds or colour file?)")
     return ids.astype(np.uint8, copy=False)
 
 
-def read_id_map(path: str) -> torch.Tensor:
-    """Single-channel 8- or 16-bit id PNG (e.g. ``instanceIds``) -> int64 tensor HxW."""
-    return torch.from_numpy(_decode_ids(path).astype(np.int64))
+def read_instance_ids(path: str) -> torch.Tensor:
+    """An ``instanceIds`` PNG (16-bit: label id x 1000 + k, plain label ids elsewhere) -> int64 HxW."""
+    return torch.from_numpy(read_label_png(path, "instance file").astype(np.int64))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def split_pairs(root: str | os.PathLike, split: str = "val") -> list[tuple[str, str]]:
+    """``(image, labelIds file)`` of every labelled image of a fine split (evaluation without a loader)."""
+    return [(s.image, s.label_ids) for s in find_split_files(root, split, "fine")]
+
+
+def split_image_files(root: str | os.PathLike, split: str) -> list[Path]:
+    """The image files of a split, without checking labels (counting, calibration); [] if none."""
+    folder = check_root(root) / IMAGE_DIR / split
+    return sorted(folder.glob(f"*/*{IMAGE_SUFFIX}")) if folder.is_dir() else []
 
 
 class CityscapesDataset(Dataset):
@@ -193,7 +171,8 @@ class CityscapesDataset(Dataset):
         from torchvision import tv_tensors
 
         sample = self.samples[index]
-        image = tv_tensors.Image(read_image(sample.image))
+        # contiguous CHW: torchvision's resize is 3x faster on it than on a permuted view
+        image = tv_tensors.Image(torch.from_numpy(read_image(sample.image)).permute(2, 0, 1).contiguous())
         item: dict[str, Any] = {"name": sample.name, "path": sample.image}
         label = None
         if self.labelled:
@@ -204,7 +183,7 @@ class CityscapesDataset(Dataset):
             label = tv_tensors.Mask(torch.from_numpy(label_to_train_ids(label_ids)))  # numpy lookup: fastest
             if self.eval_targets:
                 item["label_ids"] = torch.from_numpy(label_ids.astype(np.int64))
-                item["instance_ids"] = read_id_map(sample.instance_ids)
+                item["instance_ids"] = read_instance_ids(sample.instance_ids)
         if self.transforms is not None:
             image, label = self.transforms(image, label)
         else:

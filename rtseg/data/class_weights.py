@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtseg.atomic import atomic_open
+from rtseg.data.cityscapes import read_label_ids
+from rtseg.data.io import read_label_png
+from rtseg.data.labels import LABEL_TO_TRAIN
 from rtseg.errors import RtsegError
 
 METHODS = ("enet", "median", "uniform")
@@ -153,17 +157,12 @@ def _count(paths: Sequence[str], num_classes: int, workers: int, progress: bool)
 
 
 def _count_chunk(paths: list[str], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    from rtseg.data.cityscapes import read_label_ids
-    from rtseg.data.labels import LABEL_TO_TRAIN
-
     pixels = np.zeros(num_classes, np.int64)
     image_pixels = np.zeros(num_classes, np.int64)
     for path in paths:
         if path.endswith("labelTrainIds.png"):
-            from rtseg.data.cityscapes import read_id_map
-
-            train = read_id_map(path).numpy()
-            train = np.where((train >= 0) & (train < 256), train, 255).astype(np.uint8)
+            train = read_label_png(path)
+            train = np.where(train < 256, train, 255).astype(np.uint8)
         else:
             train = LABEL_TO_TRAIN[read_label_ids(path)]
         counts = np.bincount(train.ravel(), minlength=256)[:num_classes].astype(np.int64)
@@ -180,7 +179,5 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)

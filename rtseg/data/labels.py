@@ -62,3 +62,10 @@ def train_to_label_ids(train_ids: np.ndarray | torch.Tensor):
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """HxW train ids -> HxWx3 uint8 in the Cityscapes colours."""
     return TRAIN_COLORS[np.asarray(train_ids, dtype=np.uint8)]
+
+
+def overlay(image: np.ndarray, train_ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``HxWx3`` uint8 image blended with the Cityscapes colour of each pixel's class (``alpha``: the colour's share)."""
+    colours = colorize(train_ids).astype(np.float32)
+    blend = (1 - alpha) * image.astype(np.float32) + alpha * colours
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rtseg.atomic import atomic_open
+from rtseg.data.cityscapes import find_split_files
+from rtseg.data.io import read_image, read_label_png
+from rtseg.data.labels import TRAIN_COLORS, colorize, label_to_train_ids
 from rtseg.errors import RtsegError
 
 
 def _palette_image(rgb: np.ndarray, colors: int) -> Image.Image:
     """Palette PNG (small) whose palette holds the exact Cityscapes colours plus the photos' own."""
-    from rtseg.data.labels import TRAIN_COLORS
-
     exact = np.unique(np.concatenate([TRAIN_COLORS[:19], [[0, 0, 0], [255, 255, 255]]]), axis=0)
     photo = Image.fromarray(rgb).quantize(colors=max(2, colors - len(exact)), method=Image.Quantize.MEDIANCUT)
     photo_colors = np.array(photo.getpalette()[: 3 * max(2, colors - len(exact))]).reshape(-1, 3)
@@ -34,20 +36,16 @@ def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: st
     """Write ``count`` samples of ``split`` as (image | colour labels) pairs, ``columns`` pairs
     per row, each picture ``height`` pixels high, as a palette PNG (``colors`` colours keep it
     small). Returns the written path."""
-    from rtseg.data.cityscapes import find_split_files
-    from rtseg.data.labels import colorize, label_to_train_ids
-
     files = find_split_files(root, split, "fine")[:count]
     if count < 1 or columns < 1 or height < 8:
         raise RtsegError(f"preview: count {count}, columns {columns} and height {height} are too small")
     cells = []
     for sample in files:
-        with Image.open(sample.image) as im:
-            image = im.convert("RGB")
-            width = round(image.width * height / image.height)
-            image = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
-        with Image.open(sample.label_ids) as im:
-            ids = np.asarray(im.resize((width, height), Image.Resampling.NEAREST))
+        image = Image.fromarray(read_image(sample.image))
+        width = round(image.width * height / image.height)
+        image = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+        ids = np.asarray(Image.fromarray(read_label_png(sample.label_ids)).resize((width, height),
+                                                                                  Image.Resampling.NEAREST))
         labels = colorize(label_to_train_ids(ids))  # train-id colours, ignored ids black
         cells.append(np.concatenate([image, np.full((height, 4, 3), 255, np.uint8), labels,
                                      np.full((height, 12, 3), 255, np.uint8)], axis=1))
@@ -59,8 +57,6 @@ def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: st
         rows.append(np.full((6, rows[-1].shape[1], 3), 255, np.uint8))
     grid = np.concatenate(rows[:-1], axis=0)[:, :-12]
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    _palette_image(grid, colors).save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, out)
+    with atomic_open(out, "wb") as handle:
+        _palette_image(grid, colors).save(handle, format="PNG", optimize=True)
     return out

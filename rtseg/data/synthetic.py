@@ -30,6 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rtseg.data.io import write_png
+from rtseg.data.labels import LABEL_BY_NAME, LABEL_COLORS
+from rtseg.data.scene import render_street_scene
 from rtseg.errors import RtsegError
 
 # The real dataset's cities per split; synthetic images take their names from these.
@@ -154,9 +157,6 @@ def _gt_path(job: _Job, kind: str, suffix: str) -> Path:
 
 
 def _render_and_write(job: _Job) -> None:
-    from rtseg.data.labels import LABEL_BY_NAME
-    from rtseg.data.scene import render_street_scene
-
     rng = np.random.default_rng([job.seed, _SPLIT_CODE[job.split], job.index])
     scene = render_street_scene(rng, job.size)
     write_png(_image_path(job), scene.image)
@@ -174,8 +174,6 @@ def _render_and_write(job: _Job) -> None:
 
 
 def _write_annotation(job: _Job, kind: str, label: np.ndarray, instance: np.ndarray) -> None:
-    from rtseg.data.labels import LABEL_COLORS
-
     write_png(_gt_path(job, kind, "labelIds"), label)
     write_png(_gt_path(job, kind, "instanceIds"), instance)
     color = np.concatenate([LABEL_COLORS[label], np.full(label.shape + (1,), 255, np.uint8)], axis=2)
@@ -198,16 +196,3 @@ def coarsen(label_ids: np.ndarray, instance_ids: np.ndarray) -> tuple[np.ndarray
     coarse = np.where(near_edge, 0, label_ids).astype(np.uint8)
     instance = np.where(coarse > 0, instance_ids, 0).astype(np.uint16)
     return coarse, instance
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write an RGB(A) uint8, grey uint8 or uint16 array as PNG, atomically (temp file, rename)."""
-    if array.ndim == 3:
-        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:  # pragma: no cover - cv2 encodes every uint8/uint16 array
-        raise RtsegError(f"could not encode {path} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)

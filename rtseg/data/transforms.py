@@ -3,7 +3,8 @@
 Image (``tv_tensors.Image``, uint8) and label (``tv_tensors.Mask``, train ids) go through
 the same random geometry in one call; v2 resizes masks with nearest neighbour, so labels
 only ever hold ids that were there (and 255 where the crop padded). Normalisation uses the
-model's ``mean``/``std`` (every rtseg model has them; ImageNet by default).
+model's ``mean``/``std`` (every rtseg model has them; ImageNet's by default). ``eval_transforms`` gives
+the same pixels as ``rtseg.data.processing.image_to_input`` (tested).
 
     transforms(image, label) -> (float image, label)     # label may be None (test split)
 """
@@ -20,9 +21,7 @@ from torchvision.transforms.v2 import functional as F
 
 from rtseg.data.labels import IGNORE_INDEX
 from rtseg.errors import RtsegError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD, check_normalisation
 
 
 class RandomScale(v2.Transform):
@@ -55,10 +54,9 @@ class ResizeImage(v2.Resize):
 
 
 def _normalize(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise RtsegError(f"mean {tuple(mean)} and std {tuple(std)} must have 3 values each, std > 0")
+    mean, std = check_normalisation(mean, std)
     return [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-            v2.Normalize(mean=[float(m) for m in mean], std=[float(s) for s in std])]
+            v2.Normalize(mean=list(mean), std=list(std))]
 
 
 def _size(value, what: str) -> tuple[int, int]:

@@ -1,19 +1,30 @@
-"""Training, evaluation and prediction: the Python API behind ``rtseg train/evaluate/predict``.
+"""Deprecated: ``rtseg.engine`` was split in rtseg 0.2 and goes away in the next release.
 
-    from rtseg.engine import load_config, train, evaluate, build_eval_dataset, load_model, Predictor
-
-    config = load_config("configs/synthetic_quick.yaml", ["train.iterations=100"])
-    result = train(config, "runs/quick")                  # -> TrainResult
-    model, state = load_model(result.best_checkpoint)
-    scores = evaluate(model, build_eval_dataset(root, "val", (512, 1024), model.mean, model.std))
-    train_ids = Predictor(model, size=(512, 1024))(rgb_uint8_image)
+Training is ``rtseg.training`` (config, trainer, evaluator, loss, sampling, logs); checkpoint
+files are ``rtseg.checkpoint``; rebuilding a network from one is ``rtseg.models.load_model``;
+process groups are ``rtseg.distributed``; autocast and devices are ``rtseg.runtime``; the
+Predictor is ``rtseg.inference.Predictor``; prediction files are ``rtseg.inference.outputs``.
+The old import paths keep working for one release, with a ``DeprecationWarning``.
 """
 
-from rtseg.engine.checkpoint import load_checkpoint, load_model
-from rtseg.engine.config import TrainConfig, load_config
-from rtseg.engine.evaluator import build_eval_dataset, evaluate
-from rtseg.engine.trainer import NonFiniteLossError, TrainResult, train
-from rtseg.inference import Predictor  # any engine and precision; eager fp32 by default
+import sys
+import warnings
+
+from rtseg import checkpoint, distributed, runtime
+from rtseg.inference import Predictor, outputs
+from rtseg.models import load_model
+from rtseg.training import (NonFiniteLossError, TrainConfig, TrainResult, build_eval_dataset, config, evaluate,
+                            evaluator, load_config, logs, loss, sampling, train, trainer)
+from rtseg.checkpoint import load_checkpoint
+
+warnings.warn("rtseg.engine is deprecated: use rtseg.training, rtseg.checkpoint, rtseg.models.load_model, "
+              "rtseg.distributed, rtseg.runtime and rtseg.inference", DeprecationWarning, stacklevel=2)
+
+# ``import rtseg.engine.trainer`` and friends resolve to the moved modules.
+for _name, _module in {"checkpoint": checkpoint, "distributed": distributed, "precision": runtime,
+                       "config": config, "trainer": trainer, "evaluator": evaluator, "loss": loss,
+                       "sampling": sampling, "logs": logs, "submission": outputs}.items():
+    sys.modules[f"{__name__}.{_name}"] = _module
 
 __all__ = ["TrainConfig", "load_config", "train", "TrainResult", "NonFiniteLossError", "evaluate",
            "build_eval_dataset", "load_checkpoint", "load_model", "Predictor"]

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from rtseg.errors import RtsegError
+from rtseg.inference.backend import Backend
+from rtseg.inference.calibration import random_calibration
+from rtseg.inference.onnx_export import INPUT_NAME, export_onnx, rewrite_labels
+from rtseg.inference.quantize import quantize_int8
 from rtseg.inference.runner import Runner
-
-INPUT_NAME = "image"
 
 
 def providers_for(device: str) -> list[str]:
@@ -48,9 +50,9 @@ def create_session(model: str | Path | bytes, device: str = "cpu", threads: int 
         return ort.InferenceSession(source, options, providers=providers_for(device))
     except RtsegError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # onnxruntime raises its own exception types, all worth one line
         where = "the graph" if isinstance(model, bytes) else str(model)
-        raise RtsegError(f"ONNX Runtime cannot load {where}: {exc}".splitlines()[0]) from None
+        raise RtsegError(f"ONNX Runtime cannot load {where}: {exc}".splitlines()[0]) from exc
 
 
 def sub_graph(model_path: str | Path, output: str) -> bytes:
@@ -71,8 +73,8 @@ class OrtRunner(Runner):
     so no host round trip is timed.
     """
 
-    def __init__(self, session, output_name: str, **info):
-        super().__init__(fn=self._run, **info)
+    def __init__(self, session, output_name: str, backend: Backend, output: str, details: dict):
+        super().__init__(fn=self._run, backend=backend, output=output, details=details)
         self.session = session
         self.output_name = output_name
 
@@ -92,27 +94,21 @@ class OrtRunner(Runner):
         return torch.from_dlpack(value.to_dlpack()) if hasattr(value, "to_dlpack") else torch.from_numpy(value.numpy())
 
 
-def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], batch: int, precision: str,
-                              device: str, threads: int | None, calibration=None,
+def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], backend: Backend, *,
+                              batch: int = 1, calibration=None,
                               work_dir: str | Path | None = None) -> tuple[Runner, Runner]:
     """(model-only, end-to-end) runners on one exported (and, for int8, quantized) graph."""
-    from rtseg.export import export_onnx
-
+    precision, device, threads = backend.precision, backend.device, backend.threads
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="rtseg-ort-") as work:
         path = export_onnx(model, Path(work) / "model.onnx", size, batch=batch, argmax_first=precision == "fp32")
         details = {"graph": "fp32 ONNX, conv-transpose as sub-pixel conv, argmax before the last pixel shuffle"}
         if precision == "int8":
-            from rtseg.inference.calibration import random_calibration
-            from rtseg.inference.quantize import quantize_int8
-
             batches = calibration if calibration is not None else random_calibration(model, size, batch)
             path = quantize_int8(path, Path(work) / "model-int8.onnx", batches)
             details["graph"] = ("int8 QDQ (u8 activations, per-channel s8 weights), conv-transpose as "
                                 "sub-pixel conv, argmax before the last pixel shuffle")
         elif precision == "fp16":
-            from rtseg.export import rewrite_labels
-
             path = _to_float16(path, Path(work) / "model-fp16.onnx")
             rewrite_labels(path)
             details["graph"] = "fp16 ONNX (float32 input and output)"
@@ -120,9 +116,8 @@ def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], bat
     sessions = [create_session(g, device, threads) for g in (model_graph, labels_graph)]
     details["providers"] = sessions[0].get_providers()
     details["build_s"] = round(time.perf_counter() - started, 3)
-    common = dict(engine="onnxruntime", precision=precision, device=device, details=details)
-    return (OrtRunner(sessions[0], "logits", output="logits", **common),
-            OrtRunner(sessions[1], "labels", output="labels", **common))
+    return (OrtRunner(sessions[0], "logits", backend, output="logits", details=details),
+            OrtRunner(sessions[1], "labels", backend, output="labels", details=details))
 
 
 def _to_float16(source: Path, target: Path) -> Path:

@@ -8,7 +8,6 @@ min/max over the given images, as ONNX Runtime's default does.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -16,7 +15,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from rtseg.atomic import atomic_path
 from rtseg.errors import RtsegError
+from rtseg.inference.onnx_export import INPUT_NAME, rewrite_labels
 
 
 def _as_array(batch) -> np.ndarray:
@@ -39,7 +40,7 @@ class _Reader:
 
 
 def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable, *,
-                  input_name: str = "image", per_channel: bool = True, argmax_first: bool = True) -> Path:
+                  input_name: str = INPUT_NAME, per_channel: bool = True, argmax_first: bool = True) -> Path:
     """Write the int8 QDQ version of the float ONNX graph ``source`` to ``target`` (atomically).
 
     ``calibration`` yields normalised image batches (tensors or arrays) shaped like the
@@ -53,19 +54,14 @@ def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable,
     if not calibration:
         raise RtsegError("int8 quantization needs at least one calibration image")
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantize-") as work:
+    with tempfile.TemporaryDirectory(prefix="rtseg-quantize-") as work, atomic_path(target) as quantized:
         prepared = Path(work) / "prepared.onnx"
         # Shape inference and graph clean-up first, as ONNX Runtime's quantization guide advises.
         quant_pre_process(str(source), str(prepared))
-        quantized = Path(work) / "quantized.onnx"
         quantize_static(str(prepared), str(quantized), _Reader(input_name, calibration),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
         if argmax_first:
-            from rtseg.export import rewrite_labels
-
             rewrite_labels(quantized)
-        os.replace(quantized, target)
     return target

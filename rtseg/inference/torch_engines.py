@@ -15,10 +15,11 @@ import time
 import torch
 from torch import nn
 
+from rtseg.inference.backend import Backend
 from rtseg.inference.folding import fold_batch_norm
-from rtseg.inference.precision import autocast
 from rtseg.inference.runner import Runner
 from rtseg.inference.subpixel import rewrite_conv_transpose
+from rtseg.runtime import autocast
 
 # Small enough to cost nothing, large enough for a stride-32 encoder.
 _PROBE_SIZE = (64, 64)
@@ -62,24 +63,23 @@ def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: boo
     return run
 
 
-def build_torch_runners(model: nn.Module, size: tuple[int, int], *, batch: int = 1, engine: str = "eager",
-                        precision: str = "fp32", device: str = "cpu", calibration=None,
-                        channels_last: bool | None = None, fold_bn: bool = True,
-                        subpixel: bool | None = None) -> tuple[Runner, Runner]:
+def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backend, *,
+                        batch: int = 1) -> tuple[Runner, Runner]:
     started = time.perf_counter()
-    channels_last = True if channels_last is None else channels_last
-    subpixel = False if subpixel is None else subpixel
-    prepared, details = prepare_model(model, device, fold_bn=fold_bn, subpixel=subpixel,
+    channels_last = True if backend.channels_last is None else backend.channels_last
+    subpixel = False if backend.subpixel is None else backend.subpixel
+    device, precision = backend.device, backend.precision
+    prepared, details = prepare_model(model, device, fold_bn=backend.fold_bn, subpixel=subpixel,
                                       channels_last=channels_last)
     modules = (prepared, EndToEnd(prepared))
-    if engine == "compile":
+    if backend.engine == "compile":
         example = torch.randn(batch, 3, *size, device=device)
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
         details["compile"] = "inductor, freezing, max-autotune off"
     fns = [_eager_fn(m, precision, device, channels_last) for m in modules]
     details["build_s"] = round(time.perf_counter() - started, 3)
-    common = dict(engine=engine, precision=precision, device=device, details=details)
-    return Runner(fns[0], output="logits", **common), Runner(fns[1], output="labels", **common)
+    return (Runner(fns[0], backend, output="logits", details=details),
+            Runner(fns[1], backend, output="labels", details=details))
 
 
 def _compile(module: nn.Module, example: torch.Tensor, precision: str, device: str, channels_last: bool):

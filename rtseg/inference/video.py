@@ -15,19 +15,12 @@ from typing import Callable
 
 import numpy as np
 
-from rtseg.errors import RtsegError
 from rtseg.atomic import atomic_path
+from rtseg.data.labels import overlay
+from rtseg.errors import RtsegError
 
 _CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mjpeg"}
 _PIXEL_FORMATS = {"libx264": "yuv420p", "mjpeg": "yuvj420p"}
-
-
-def overlay(image: np.ndarray, train_ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``HxWx3`` uint8 image blended with the Cityscapes colour of each pixel's class."""
-    from rtseg.data.labels import TRAIN_COLORS
-
-    colours = TRAIN_COLORS[train_ids].astype(np.float32)
-    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().astype(np.uint8)
 
 
 def segment_video(source: str | Path, target: str | Path, predictor: Callable[[np.ndarray], np.ndarray], *,
@@ -53,7 +46,7 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
     try:
         reader = av.open(str(source))
     except av.error.FFmpegError as exc:
-        raise RtsegError(f"cannot read video {source}: {exc}") from None
+        raise RtsegError(f"cannot read video {source}: {exc}") from exc
     frames, predict_seconds, first_frame_seconds, started = 0, 0.0, 0.0, time.perf_counter()
     with atomic_path(target) as tmp:
         with reader:

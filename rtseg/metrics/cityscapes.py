@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -108,9 +107,8 @@ class CityscapesMetrics:
             self._to(pred.device)
         pred, gt = pred.to(self.device), gt.to(self.device)
         instances = instances.to(self.device) if instances is not None else None
-        with _calling_thread_only(self.device):
-            for n in range(pred.shape[0]):
-                self._update_image(pred[n], gt[n], instances[n] if instances is not None else None)
+        for n in range(pred.shape[0]):
+            self._update_image(pred[n], gt[n], instances[n] if instances is not None else None)
 
     def _update_image(self, pred: torch.Tensor, gt: torch.Tensor, instances: torch.Tensor | None) -> None:
         maps = [pred, gt] if instances is None else [pred, gt, instances]
@@ -238,22 +236,6 @@ class CityscapesMetrics:
             "category_iiou": category_iiou,
             "confusion": confusion.tolist(),
         }
-
-
-@contextmanager
-def _calling_thread_only(device: torch.device):
-    """Runs CPU work on the calling thread: it is a few memory-bound passes of a millisecond or
-    two, which intra-op threads barely speed up, and on a busy machine every parallel region
-    waits for a descheduled thread (4x slower measured on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

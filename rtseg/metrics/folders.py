@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from rtseg.data.io import read_label_png
 from rtseg.errors import RtsegError
+from rtseg.metrics.cityscapes import CityscapesMetrics
+from rtseg.metrics.label_space import MAX_INSTANCE_ID, NUM_LABEL_IDS
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
@@ -101,22 +106,6 @@ def match_predictions(pred_dir: str | os.PathLike, ground_truth: list[tuple[str,
     return pairs
 
 
-def read_id_png(path: str, what: str) -> np.ndarray:
-    """A single-channel 8- or 16-bit PNG as its stored integers (what the official evaluator reads)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            ids = np.array(image)
-    except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RtsegError(f"cannot read {what} {path}: {reason}") from None
-    if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise RtsegError(f"{what} {path} is not a single-channel id PNG (shape {ids.shape}, {ids.dtype}); "
-                         f"expected label ids 0..33, not colours")
-    return ids
-
-
 def _check_range(ids: np.ndarray, path: str, what: str, high: int, hint: str) -> None:
     low, top = int(ids.min()), int(ids.max())
     if low < 0 or top > high:
@@ -125,11 +114,8 @@ def _check_range(ids: np.ndarray, path: str, what: str, high: int, hint: str) ->
 
 def score_pair(pair: ScoredPair) -> dict[str, np.ndarray]:
     """Decodes and counts one pair (in a worker process); returns the metric state as numpy arrays."""
-    from rtseg.metrics.cityscapes import CityscapesMetrics
-    from rtseg.metrics.label_space import MAX_INSTANCE_ID, NUM_LABEL_IDS
-
-    pred = read_id_png(pair.prediction, "prediction")
-    labels = read_id_png(pair.label_ids, "ground truth")
+    pred = read_label_png(pair.prediction, "prediction")
+    labels = read_label_png(pair.label_ids, "ground truth")
     if pred.shape != labels.shape:
         raise RtsegError(f"prediction {pair.prediction} is {pred.shape[1]}x{pred.shape[0]} but its ground truth "
                          f"{pair.label_ids} is {labels.shape[1]}x{labels.shape[0]} (width x height)")
@@ -138,7 +124,7 @@ def score_pair(pair: ScoredPair) -> dict[str, np.ndarray]:
     _check_range(labels, pair.label_ids, "ground truth", NUM_LABEL_IDS - 1, f"label id (0..{NUM_LABEL_IDS - 1})")
     instances = None
     if pair.instance_ids is not None:
-        instances = read_id_png(pair.instance_ids, "instance file")
+        instances = read_label_png(pair.instance_ids, "instance file")
         if instances.shape != labels.shape:
             raise RtsegError(f"instance file {pair.instance_ids} is {instances.shape[1]}x{instances.shape[0]}, "
                              f"its labelIds file {labels.shape[1]}x{labels.shape[0]}")
@@ -149,6 +135,13 @@ def score_pair(pair: ScoredPair) -> dict[str, np.ndarray]:
     return {name: value.numpy() for name, value in metrics.state().items()}
 
 
+def _worker_setup() -> None:
+    """Each decoding worker counts on its own thread. The workers are forked, and a forked child
+    that enters an OpenMP parallel region its parent already used can hang (libgomp is not
+    fork-safe); the work per image is a few memory-bound passes that threads barely speed up."""
+    torch.set_num_threads(1)
+
+
 def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str | None = None,
                   workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Scores every ground-truth image of ``gt`` against its prediction under ``pred_dir``.
@@ -156,10 +149,6 @@ def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str
     Returns ``CityscapesMetrics.compute()`` plus ``images`` and ``instances`` (whether instance
     files were found, i.e. whether iIoU is scored). ``workers=0`` decodes in this process.
     """
-    from tqdm import tqdm
-
-    from rtseg.metrics.cityscapes import CityscapesMetrics
-
     pairs = match_predictions(pred_dir, find_ground_truth(gt, split))
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
@@ -172,7 +161,7 @@ def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str
                 metrics.add_state(score_pair(pair))
                 bar.update()
         else:
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)))
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)), initializer=_worker_setup)
             try:
                 # In order, so the first bad file is the one reported, whatever the workers' timing.
                 for state in pool.map(score_pair, pairs, chunksize=max(1, min(8, len(pairs) // (4 * workers)))):

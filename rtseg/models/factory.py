@@ -6,26 +6,23 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from rtseg.checkpoint import load_checkpoint
 from rtseg.errors import RtsegError
+from rtseg.models import baselines, decoders, encoders, zoo  # noqa: F401 (importing them registers the built-ins)
 from rtseg.models.registry import DECODERS, ENCODERS, MODELS
 from rtseg.models.segmentation import SegmentationModel, SegmentationNetwork
+from rtseg.models.weights import fit_state_dict
+from rtseg.normalisation import check_normalisation
 
 # The paper's model grid (Table 1 and FCN8s from Table 3); the report lays tables out in this order.
 PAPER_ENCODERS = ("vgg16", "resnet18", "mobilenet_v1", "shufflenet_v1")
 PAPER_DECODERS = ("skipnet", "unet", "dilation")
 
 
-def _import_builtin() -> None:
-    # Importing the packages runs the @register decorators of every built-in model.
-    import rtseg.models.baselines  # noqa: F401
-    import rtseg.models.decoders  # noqa: F401
-    import rtseg.models.encoders  # noqa: F401
-    import rtseg.models.zoo  # noqa: F401
-
-
 def split_model_name(name: str, encoder: str | None = None) -> tuple[str, str | None]:
     """``"skipnet-mobilenet_v1"`` -> ``("skipnet", "mobilenet_v1")``; ``"enet"`` -> ``("enet", None)``."""
-    _import_builtin()
     if encoder is None and "-" in name:
         name, encoder = name.split("-", 1)
     if encoder is None:
@@ -109,13 +106,29 @@ def _build(name: str, encoder: str | None, num_classes: int, pretrained, options
 
 def model_names(include_baselines: bool = True) -> list[str]:
     """Every buildable name: the decoder x encoder grid, then whole models."""
-    _import_builtin()
     names = [f"{d}-{e}" for d in DECODERS.names() for e in ENCODERS.names()]
     return names + (MODELS.names() if include_baselines else [])
 
 
 def list_models() -> dict[str, list[str]]:
     """Registered encoders, decoders, whole models and every model name."""
-    _import_builtin()
     return {"encoders": ENCODERS.names(), "decoders": DECODERS.names(),
             "baselines": MODELS.names(), "models": model_names()}
+
+
+def model_from_checkpoint(state: dict, source: str = "checkpoint") -> SegmentationNetwork:
+    """Rebuild the network an rtseg checkpoint describes, with its weights and normalisation (no download)."""
+    model = create_model(state["model_name"], num_classes=int(state["num_classes"]),
+                         pretrained=None, **dict(state.get("model_options") or {}))
+    fit_state_dict(model, state["model"], source)
+    if state.get("mean") is not None and state.get("std") is not None:
+        # The normalisation the weights were trained with travels in the checkpoint.
+        model.mean, model.std = check_normalisation(state["mean"], state["std"], source)
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SegmentationNetwork, dict]:
+    """``(network in eval mode on device, checkpoint dict)`` from an ``rtseg train`` checkpoint."""
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state, str(path)).to(device).eval()
+    return model, state

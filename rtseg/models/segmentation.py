@@ -4,7 +4,7 @@
 ENet and SegNet, and today's real-time models alike:
 
 * attributes ``name`` (the registered name), ``num_classes``, ``mean`` and ``std`` (the input
-  normalisation of its weights, see ``rtseg.models.normalisation``);
+  normalisation of its weights, see ``rtseg.normalisation``);
 * ``forward(x)``: ``x`` is ``[N, 3, H, W]`` float32, normalised; in eval mode the result is the
   main logits ``[N, num_classes, H, W]`` at the input's height and width;
 * in training mode a network with auxiliary heads returns a dict instead: ``"out"`` (the main
@@ -30,7 +30,7 @@ from torch import nn
 from rtseg.errors import RtsegError
 from rtseg.models.decoders.base import Decoder
 from rtseg.models.encoders.base import Encoder
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.weights import fit_state_dict, read_state_dict
 
 

@@ -27,7 +27,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or a pickle that needs arbitrary code
-        raise RtsegError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise RtsegError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     for key in _NESTED_KEYS:
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]

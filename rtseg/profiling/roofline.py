@@ -11,9 +11,12 @@ use) and keeps the faster, since each engine has its own int8 kernels.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from rtseg.profiling.timing import settle
 
 _FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,8 +43,6 @@ def _matrix_size(precision: str, device: str) -> int:
 
 def _time(fn, device: str, runs: int) -> float:
     """Median seconds of ``fn()`` after it has settled (same rules as the model timing)."""
-    from rtseg.profiling.speed import settle
-
     def step() -> float:
         if device == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -51,8 +52,6 @@ def _time(fn, device: str, runs: int) -> float:
             end.record()
             end.synchronize()
             return start.elapsed_time(end) / 1e3
-        import time
-
         began = time.perf_counter()
         fn()
         return time.perf_counter() - began

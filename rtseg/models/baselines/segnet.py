@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
 from rtseg.errors import RtsegError
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.weights import fit_state_dict, read_state_dict

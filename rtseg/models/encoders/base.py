@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.weights import fit_state_dict, read_state_dict
 
 NOMINAL_STRIDES = (2, 4, 8, 16, 32)

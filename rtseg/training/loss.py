@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from rtseg.data.labels import IGNORE_INDEX
-from rtseg.engine.distributed import DistInfo, all_reduce_sum
+from rtseg.distributed import DistInfo, all_reduce_sum
 
 
 def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,

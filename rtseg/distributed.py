@@ -1,19 +1,20 @@
-"""torch.distributed set-up the torchrun way: everything comes from environment variables.
+"""torch.distributed the torchrun way, and the one answer to "which rank am I, am I the main process".
 
 ``torchrun --nproc_per_node=N -m rtseg train ...`` (or several machines through torchrun's
 rendezvous) sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
-a plain ``rtseg train`` sets none of them and runs as a single process.
+a plain ``rtseg train`` sets none of them and runs as a single process. Every place that
+writes files or prints (rank 0's job) asks ``is_main_process()``; nothing else reads the
+environment variables.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-from rtseg.errors import RtsegError
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owned: bool = False  # this call created the process group (and its caller destroys it)
 
     @property
     def enabled(self) -> bool:
@@ -35,36 +37,40 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> this process's GPU when there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RtsegError(f"train.device {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RtsegError(f"train.device is {name!r} but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
+def process_rank() -> int:
+    """This process's global rank: the process group's when one is up, else torchrun's ``RANK``, else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group torchrun describes (no-op for a single process).
+def local_rank() -> int:
+    """This process's rank on its machine (which GPU it takes)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
-    The backend follows the device: NCCL for CUDA, gloo for the CPU.
+
+def is_main_process() -> bool:
+    """True for the process that writes files and prints (rank 0, or a single process)."""
+    return process_rank() == 0
+
+
+def init_distributed(device: torch.device, timeout: datetime.timedelta | None = None) -> DistInfo:
+    """Join the process group torchrun describes (a single process: no-op), or reuse one that is up.
+
+    The backend follows the device: NCCL for CUDA, gloo for the CPU. ``timeout`` bounds how
+    long a collective waits (the benchmark's ranks wait hours for rank 0's evaluation).
     """
     if not launched_by_torchrun():
         return DistInfo()
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        kwargs = {"timeout": timeout} if timeout is not None else {}
         dist.init_process_group(backend=backend, init_method="env://",
-                                device_id=device if device.type == "cuda" else None)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+                                device_id=device if device.type == "cuda" else None, **kwargs)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank(), owned)
 
 
 def cleanup_distributed() -> None:

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from rtseg.errors import RtsegError
+from rtseg.options import TRAIN_PRECISIONS
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal[TRAIN_PRECISIONS]  # type: ignore[valid-type]  (Literal[("a", "b")] == Literal["a", "b"])
 
 
 @dataclass
@@ -175,7 +176,7 @@ def read_yaml_with_base(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise RtsegError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise RtsegError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise RtsegError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")

@@ -13,7 +13,11 @@ objects), so loading one never runs code::
     step, epoch, epoch_step        where training stands
     rng          torch / cuda / numpy / python generator states, as tensors
     config       the TrainConfig as a dict
+    mean, std    the input normalisation of the network's weights
+    eval_size    the network input size the run validated at
     class_weights, best_miou, metrics
+
+This module only reads and writes the file; ``rtseg.models.load_model`` rebuilds the network.
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from rtseg.errors import RtsegError
 from rtseg.atomic import atomic_open
+from rtseg.errors import RtsegError
 
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
@@ -50,31 +53,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise RtsegError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise RtsegError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RtsegError(f"{path} is not an rtseg checkpoint (written by 'rtseg train')")
     if state.get("version", 0) > VERSION:
         raise RtsegError(f"checkpoint {path} has format version {state['version']}; "
                          f"this rtseg reads up to {VERSION}: upgrade rtseg")
     return state
-
-
-def model_from_checkpoint(state: dict, source: str = "checkpoint") -> nn.Module:
-    """Rebuild the network a checkpoint describes and load its weights (no download)."""
-    from rtseg.models import create_model
-    from rtseg.models.weights import fit_state_dict
-
-    model = create_model(state["model_name"], num_classes=int(state["num_classes"]),
-                         pretrained=None, **dict(state.get("model_options") or {}))
-    fit_state_dict(model, state["model"], source)
-    return model
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """``(model in eval mode on device, checkpoint dict)`` from a checkpoint file."""
-    state = load_checkpoint(path)
-    model = model_from_checkpoint(state, str(path)).to(device).eval()
-    return model, state
 
 
 # --- random number generators ---------------------------------------------------------

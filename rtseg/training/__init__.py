@@ -1,0 +1,17 @@
+"""Training and evaluation: the Python API behind ``rtseg train`` and ``rtseg evaluate``.
+
+    from rtseg.training import load_config, train, evaluate, build_eval_dataset
+    from rtseg.models import load_model
+
+    config = load_config("configs/synthetic_quick.yaml", ["train.iterations=100"])
+    result = train(config, "runs/quick")                  # -> TrainResult
+    model, state = load_model(result.best_checkpoint)
+    scores = evaluate(model, build_eval_dataset(root, "val", (512, 1024), model.mean, model.std))
+"""
+
+from rtseg.training.config import TrainConfig, load_config
+from rtseg.training.evaluator import build_eval_dataset, evaluate, predict_labels
+from rtseg.training.trainer import NonFiniteLossError, TrainResult, train
+
+__all__ = ["TrainConfig", "load_config", "train", "TrainResult", "NonFiniteLossError", "evaluate",
+           "build_eval_dataset", "predict_labels"]
