@@ -62,7 +62,7 @@ def enet_hand_count_macs(height, width, num_classes):
     layers += [(16, 16, 4, px[4]), (16, 16, 9, px[4]), (16, 64, 1, px[4])]  # 1.0
     layers += 4 * bottleneck(64, 16, 9, 4)  # 1.1-1.4
     layers += [(64, 32, 4, px[8]), (32, 32, 9, px[8]), (32, 128, 1, px[8])]  # 2.0
-    for _ in range(2):  # stages 2 and 3: regular, dilated x4 and asymmetric x2 (5x1 + 1x5)
+    for _ in range(2):  # stages 2 and 3: regular, dilated x4 and asymmetric x2 (1x5 + 5x1)
         layers += 6 * bottleneck(128, 32, 9, 8) + 2 * bottleneck(128, 32, 10, 8)
     layers += [(128, 64, 1, px[8]), (128, 16, 1, px[8]), (16, 16, 9, px[8]), (16, 64, 1, px[4])]  # 4.0
     layers += 2 * bottleneck(64, 16, 9, 4)  # 4.1, 4.2

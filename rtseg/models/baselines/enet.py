@@ -6,8 +6,9 @@ encoder.lua`` and ``decoder.lua``), which fixes what the paper leaves open:
 - initial block: a 3x3 stride-2 convolution with 13 channels (with bias) concatenated with a
   2x2 max pool of the image (16 channels), then BN and PReLU;
 - bottleneck: 1x1 projection to a quarter of the output channels (2x2 stride 2 when it
-  down-samples), the main convolution (3x3 regular / dilated with bias, or 5x1 without bias
-  then 1x5 with bias), 1x1 expansion, BN (eps 1e-3) and PReLU after each convolution but the
+  down-samples), the main convolution (3x3 regular / dilated with bias, or asymmetric: 1x5
+  without bias then 5x1 with bias, the Torch code's ``SpatialConvolution(n, n, 5, 1, ...)``
+  then ``(n, n, 1, 5, ...)``, whose arguments are width first), 1x1 expansion, BN (eps 1e-3) and PReLU after each convolution but the
   last, spatial dropout (0.01 in stage 1, 0.1 after it), added to the shortcut (max pooled
   with indices and zero-padded in channels when down-sampling), then PReLU;
 - decoder bottlenecks: the up-sampling ones (4.0, 5.0) map the shortcut by a 1x1 convolution
@@ -77,8 +78,9 @@ class Bottleneck(nn.Module):
         internal = channels // PROJECTION_RATIO
         if asymmetric:
             pad = (asymmetric - 1) // 2
-            conv = [nn.Conv2d(internal, internal, (asymmetric, 1), padding=(pad, 0), bias=False),
-                    nn.Conv2d(internal, internal, (1, asymmetric), padding=(0, pad))]
+            # Torch's SpatialConvolution(n, n, 5, 1, 1, 1, 2, 0) is kW=5, kH=1: 1x5 comes first.
+            conv = [nn.Conv2d(internal, internal, (1, asymmetric), padding=(0, pad), bias=False),
+                    nn.Conv2d(internal, internal, (asymmetric, 1), padding=(pad, 0))]
         else:
             conv = [nn.Conv2d(internal, internal, 3, padding=dilation, dilation=dilation)]
         self.branch = nn.Sequential(

@@ -47,21 +47,25 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return weight
 
 
-def upsampler(in_channels: int, out_channels: int, factor: int, bilinear_init: bool = False) -> nn.Module:
+def upsampler(in_channels: int, out_channels: int, factor: int, bilinear_init: bool = False,
+              bias: bool = False) -> nn.Module:
     """Learned up-sampling by an integer ``factor``: kernel 2f, stride f, padding f/2 (output = f x input).
 
     ``factor == 1`` (the deep maps of a dilated encoder already share a stride) becomes a
-    1x1 convolution, so one decoder serves both output strides.
+    1x1 convolution, so one decoder serves both output strides. ``bias`` starts at zero.
     """
     if factor == 1:
-        return nn.Conv2d(in_channels, out_channels, 1, bias=False)
-    if factor < 1 or factor & (factor - 1):
-        raise RtsegError(f"cannot up-sample by {factor}: strides must differ by a power of two")
-    layer = nn.ConvTranspose2d(in_channels, out_channels, 2 * factor, stride=factor,
-                               padding=factor // 2, bias=False)
-    if bilinear_init and in_channels == out_channels:
-        with torch.no_grad():
-            layer.weight.copy_(bilinear_kernel(in_channels, 2 * factor))
+        layer = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+    else:
+        if factor < 1 or factor & (factor - 1):
+            raise RtsegError(f"cannot up-sample by {factor}: strides must differ by a power of two")
+        layer = nn.ConvTranspose2d(in_channels, out_channels, 2 * factor, stride=factor,
+                                   padding=factor // 2, bias=bias)
+        if bilinear_init and in_channels == out_channels:
+            with torch.no_grad():
+                layer.weight.copy_(bilinear_kernel(in_channels, 2 * factor))
+    if bias:
+        nn.init.zeros_(layer.bias)
     return layer
 
 

@@ -3,6 +3,10 @@
 timm's ResNet has torchvision's parameter names, so both libraries' ImageNet weights load
 unchanged, and its ``output_stride=8`` dilates the basic blocks, which torchvision's
 ``replace_stride_with_dilation`` refuses to do.
+
+Normalisation: ImageNet's mean and std, the transforms of the file ``pretrained=True`` loads
+(torchvision's ``ResNet18_Weights.IMAGENET1K_V1``, which timm lists as ``resnet18.tv_in1k``
+with the same statistics in its ``pretrained_cfg``).
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import torch
 
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.encoders.classifier import GlobalPoolClassifier
+from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
 
 
 @register_encoder("resnet18")
 class ResNet18Encoder(Encoder):
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+
     def __init__(self, output_stride: int = 32):
         super().__init__()
         self.output_stride = check_output_stride(output_stride)

@@ -28,11 +28,19 @@ form. Batch norm is folded by the inference engines, as for every other model.
 too) and the depthwise convs after them use dilation 2 and 4; as in torchvision's and
 timm's dilated networks (the project's other encoders), the unit that gave up its stride
 keeps the previous dilation. Parameter shapes do not change.
+
+Weights: Megvii publishes its ImageNet checkpoints only behind OneDrive/BaiduYun links, so no
+code downloads them. Configs name the local file as ``${RTSEG_WEIGHTS:-weights}/`` +
+``megvii_weights_file(groups, width)`` (``rtseg.models.weights_path``); a missing file stops
+with one line naming the file, where Megvii publishes it and how to pass it.
+Normalisation: Megvii trained on BGR 0..255; ``convert_megvii_state_dict`` folds that into the
+stem, so the encoder takes RGB normalised with ImageNet's statistics, like the other encoders.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -42,12 +50,20 @@ from torch.nn import functional as F
 from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.encoders.classifier import GlobalPoolClassifier
+from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
+from rtseg.models.weights_path import WEIGHTS_DIR, WEIGHTS_DIR_VARIABLE, expand_weights_path
 
 # Output channels of stage 2 at 1x per number of groups (paper, Table 1); stages 3 and 4 double.
 STAGE2_CHANNELS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
 STAGE_UNITS = (4, 8, 4)
 STEM_CHANNELS = 24
+MEGVII_RELEASE = "https://github.com/megvii-model/ShuffleNet-Series/tree/master/ShuffleNetV1"
+
+
+def megvii_weights_file(groups: int, width: float) -> str:
+    """The local name rtseg's configs give Megvii's checkpoint of this configuration."""
+    return f"shufflenet_v1_group{groups}_{width:.1f}x.pth.tar"
 
 
 def stage_channels(groups: int, width: float) -> tuple[int, int, int]:
@@ -143,6 +159,9 @@ class ShuffleNetV1Encoder(Encoder):
     1x: 24, 24, 240, 480, 960 channels. ``stem_channels`` overrides the stem width (24 at 1x).
     """
 
+    mean = IMAGENET_MEAN  # Megvii's BGR 0..255 is folded into the stem on loading
+    std = IMAGENET_STD
+
     def __init__(self, groups: int = 3, width: float = 1.0, output_stride: int = 32,
                  stem_channels: int | None = None):
         super().__init__()
@@ -193,6 +212,25 @@ class ShuffleNetV1Encoder(Encoder):
         return GlobalPoolClassifier(self, num_classes)
 
     # --- weights files -------------------------------------------------------------------
+    def load_pretrained(self, pretrained: bool | str | Path) -> None:
+        """``True`` or a path (``${RTSEG_WEIGHTS:-weights}/...`` expands) to Megvii's or rtseg's file."""
+        if pretrained is not True:
+            path = expand_weights_path(pretrained)
+            if not path.is_file():
+                raise RtsegError(self._weights_help(f"ShuffleNet v1 ImageNet weights not found: {path}", path))
+            pretrained = path
+        super().load_pretrained(pretrained)
+
+    def download_state_dict(self) -> dict[str, torch.Tensor]:
+        default = expand_weights_path(f"{WEIGHTS_DIR}/{megvii_weights_file(self.groups, self.width)}")
+        raise RtsegError(self._weights_help("ShuffleNet v1 has no downloadable ImageNet weights", default))
+
+    def _weights_help(self, problem: str, where: Path) -> str:
+        return (f"{problem}; download Megvii's ShuffleNetV1 {self.width:.1f}x group={self.groups} checkpoint "
+                f"(OneDrive/BaiduYun links at {MEGVII_RELEASE}) and save it as {where} "
+                f"(configs look in ${WEIGHTS_DIR_VARIABLE}, else weights/), "
+                f"or pass its path: --set model.pretrained=PATH, create_model(..., pretrained=PATH)")
+
     def convert_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This module's layout, its classifier form's, or Megvii's ShuffleNetV1 -> this module's keys."""
         if "first_conv.0.weight" in state:

@@ -4,6 +4,9 @@ Layers and keys are torchvision's ``vgg16().features``; fc6/fc7 become 7x7 and 1
 convolutions with 4096 channels (as in FCN), so the torchvision or timm ImageNet weights
 load by a reshape. Max pooling uses ``ceil_mode`` so that any input size keeps every
 pixel (weights are unaffected). Taps: pool1..pool4 (/2../16) and fc7 (/32).
+
+Normalisation: ImageNet's mean and std, the transforms of torchvision's
+``VGG16_Weights.IMAGENET1K_V1`` (what ``pretrained=True`` loads).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torchvision.models import vgg16 as tv_vgg16
 
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.layers import AtrousConv2d
+from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
 
 # Indices in ``features`` (torchvision numbering) of the pooling layers pool1..pool5.
@@ -24,6 +28,9 @@ CONV5_INDICES = (24, 26, 28)
 
 @register_encoder("vgg16")
 class VGG16Encoder(Encoder):
+    mean = IMAGENET_MEAN
+    std = IMAGENET_STD
+
     def __init__(self, output_stride: int = 32, dropout: float = 0.5):
         super().__init__()
         self.output_stride = check_output_stride(output_stride)
