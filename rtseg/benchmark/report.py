@@ -102,6 +102,8 @@ def build_blocks(out_dir: Path, results: dict) -> list:
     t1, t1_full, t2, t3, categories = table_list
     blocks += [Heading(2, t1.title), t1]
     blocks.append(Paragraph("The paper's Table 1 is Cityscapes val at 512x1024 input."))
+    if t1.notes:
+        blocks.append(Bullets(t1.notes))
     blocks += [Heading(2, t2.title), t2, Bullets(t2.notes), Paragraph(hardware_text(results))]
     blocks += [Heading(2, t3.title), t3,
                Paragraph("Ours: mean over classes (IoU, iIoU) and categories on the validation split; the paper's "

@@ -13,7 +13,7 @@ from rtseg.benchmark import published
 from rtseg.data.labels import CATEGORY_NAMES, CLASS_NAMES
 
 DISPLAY_NAMES = {
-    "skipnet": "SkipNet", "unet": "UNet", "dilation": "Dilation", "mobilenet_v1": "MobileNet",
+    "skipnet": "SkipNet", "unet": "UNet", "dilation": "Dilation", "linknet": "LinkNet", "mobilenet_v1": "MobileNet",
     "shufflenet_v1": "ShuffleNet", "resnet18": "ResNet18", "vgg16": "VGG16", "enet": "ENet", "segnet": "SegNet",
 }
 MISSING = "-"
@@ -80,6 +80,8 @@ def table1(results: dict) -> Table:
         if paper is not None:
             table.add([*first, published_label(paper.table), num(paper.miou),
                        *(num(paper.class_iou[published.TABLE1_CLASSES[c]]) for c in classes)], is_published=True)
+            if paper.note and paper.note not in table.notes:
+                table.notes.append(paper.note)
     return table
 
 

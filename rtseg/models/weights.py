@@ -9,14 +9,18 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.models.weights_path import expand_weights_path
 
 # Checkpoint formats nest the weights under one of these keys.
 _NESTED_KEYS = ("state_dict", "model", "model_state", "module")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file without running pickled code."""
-    path = Path(path)
+    """Load a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file without running pickled code.
+
+    ``${RTSEG_WEIGHTS:-weights}/file.pth`` in a path is the weights folder (``rtseg.models.weights_path``).
+    """
+    path = expand_weights_path(path)
     if not path.is_file():
         raise RtsegError(f"weights file {path} does not exist")
     try:

@@ -24,7 +24,7 @@ import torch
 from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import NOMINAL_STRIDES, Encoder, check_output_stride
 from rtseg.models.encoders.classifier import GlobalPoolClassifier
-from rtseg.models.normalisation import INCEPTION_MEAN, INCEPTION_STD
+from rtseg.normalisation import INCEPTION_MEAN, INCEPTION_STD
 from rtseg.models.registry import register_encoder
 
 TIMM_NAME = "mobilenetv1_100"

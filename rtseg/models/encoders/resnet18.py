@@ -16,7 +16,7 @@ import torch
 
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.encoders.classifier import GlobalPoolClassifier
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
 
 

@@ -50,7 +50,7 @@ from torch.nn import functional as F
 from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.encoders.classifier import GlobalPoolClassifier
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
 from rtseg.models.weights_path import WEIGHTS_DIR, WEIGHTS_DIR_VARIABLE, expand_weights_path
 

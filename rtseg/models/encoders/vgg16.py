@@ -18,7 +18,7 @@ from torchvision.models import vgg16 as tv_vgg16
 
 from rtseg.models.encoders.base import Encoder, check_output_stride
 from rtseg.models.layers import AtrousConv2d
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_encoder
 
 # Indices in ``features`` (torchvision numbering) of the pooling layers pool1..pool5.
