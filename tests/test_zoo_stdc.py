@@ -6,17 +6,15 @@ The outputs were also checked against the authors' model code (MichaelFan01/STDC
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 import rtseg
 from rtseg.errors import RtsegError
 from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from rtseg.models.zoo.blocks import adaptive_avg_pool2d
 from rtseg.models.zoo.parameters import count_eval_params, eval_parameter_names
 from rtseg.models.zoo.stdc import STDCClassifier, STDCNet
 from rtseg.models.zoo.stdc_seg import INPLACE_ABN_EPS
 from rtseg.profiling.flops import count_flops, count_params
-from zoo_checks import (assert_exports, assert_gradients_reach_every_parameter, assert_output_sizes,
+from zoo_checks import (assert_registered, assert_exports, assert_gradients_reach_every_parameter, assert_output_sizes,
                         official_layout, random_state)
 
 SINGLE_THREAD = True
@@ -25,9 +23,7 @@ FIXTURE = "stdc_official_keys.json"
 
 
 def test_registered_with_the_authors_normalisation():
-    for name in MODELS:
-        model = rtseg.create_model(name, num_classes=7)
-        assert (model.name, model.num_classes, model.mean, model.std) == (name, 7, IMAGENET_MEAN, IMAGENET_STD)
+    assert_registered(MODELS, IMAGENET_MEAN, IMAGENET_STD)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -106,7 +102,7 @@ def test_the_authors_imagenet_trunk_loads(variant, name, tmp_path):
     trunk = model.backbone.state_dict()
     assert torch.equal(trunk["stages.1.conv.weight"], state["features.1.conv.weight"])
     assert torch.equal(trunk["stages.4.0.convs.3.bn.running_var"], state[f"features.{len(model.backbone.stages[2]) + len(model.backbone.stages[3]) + 2}.conv_list.3.bn.running_var"])
-    with pytest.raises(RtsegError, match="not downloadable"):
+    with pytest.raises(RtsegError, match="STDC1 trunk|STDC2 trunk"):
         rtseg.create_model(name, pretrained=True)
     del state["features.0.conv.weight"]
     torch.save({"state_dict": state}, path)
@@ -134,11 +130,6 @@ def test_eval_parameters_leave_out_exactly_the_training_heads():
 
 # --- Export -----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a dynamo export of the whole network: 10-20 s on one core
 def test_onnx_export_at_any_size(tmp_path):
     assert_exports("stdc1_seg", tmp_path)
-
-
-def test_exact_adaptive_pooling_matches_torch_at_odd_sizes():
-    x = torch.randn(2, 3, 9, 17)
-    for bins in (1, 2, 3, 4, 6, (2, 5)):
-        assert torch.allclose(adaptive_avg_pool2d(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6)

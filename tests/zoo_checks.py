@@ -34,6 +34,12 @@ def random_state(layout: dict[str, list[int]], seed: int = 0) -> dict[str, torch
     return state
 
 
+def assert_registered(names, mean, std) -> None:
+    for name in names:
+        model = rtseg.create_model(name, num_classes=7)
+        assert (model.name, model.num_classes, model.mean, model.std) == (name, 7, tuple(mean), tuple(std))
+
+
 def assert_output_sizes(name: str, num_classes: int = 5, sizes=ODD_SIZES) -> None:
     """Eval: logits at the input size; training: a dict whose every entry is at the input size."""
     with torch.device("meta"):  # shapes only

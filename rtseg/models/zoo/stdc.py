@@ -98,6 +98,14 @@ class STDCNet(nn.Module):
             features.append(x)
         return features
 
+    def load_pretrained(self, pretrained: bool | str | Path | None, files: str) -> None:
+        """``pretrained``: a path to the ImageNet trunk ``files`` (their release has no download URL)."""
+        if pretrained is True:
+            raise RtsegError(f"the ImageNet {self.variant.upper()} trunk ({files}) is not downloadable "
+                             "automatically; pass pretrained='path/to/the/file'")
+        if pretrained:
+            self.load_imagenet(pretrained)
+
     def load_imagenet(self, path: str | Path) -> None:
         """Load the authors' ImageNet checkpoint (its classifier layers are left out)."""
         state = read_state_dict(path)

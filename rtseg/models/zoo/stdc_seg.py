@@ -44,7 +44,6 @@ from typing import Mapping
 import torch
 from torch.nn import functional as F
 
-from rtseg.errors import RtsegError
 from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
@@ -92,11 +91,7 @@ class STDCSeg(SegmentationNetwork):
         self.aux = SegHead(128, 64, num_classes)
         self.aux2 = SegHead(128, 64, num_classes)
         self.detail = SegHead(c8, 64, 1)
-        if pretrained is True:
-            raise RtsegError(f"{name}: the authors' ImageNet trunk (STDCNet813M_73.91.tar / STDCNet1446_76.47.tar) "
-                             "is not downloadable automatically; pass pretrained='path/to/the/file'")
-        if pretrained:
-            self.backbone.load_imagenet(pretrained)
+        self.backbone.load_pretrained(pretrained, "the authors' STDCNet813M_73.91.tar / STDCNet1446_76.47.tar")
 
     def forward(self, x: torch.Tensor):
         size = x.shape[-2:]
