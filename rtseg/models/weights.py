@@ -9,16 +9,20 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.models.pdparams import read_pdparams
 
 # Checkpoint formats nest the weights under one of these keys.
 _NESTED_KEYS = ("state_dict", "model", "model_state", "module")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file without running pickled code."""
+    """Load a ``.pth``/``.pt``/``.bin`` (torch), ``.safetensors`` or ``.pdparams`` (PaddlePaddle)
+    file without running pickled code."""
     path = Path(path)
     if not path.is_file():
         raise RtsegError(f"weights file {path} does not exist")
+    if path.suffix == ".pdparams":
+        return read_pdparams(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

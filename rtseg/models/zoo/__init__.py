@@ -6,3 +6,4 @@ header names its paper and the official repository whose released weights it loa
 
 from rtseg.models.zoo import stdc_seg  # noqa: F401  (stdc1_seg, stdc2_seg)
 from rtseg.models.zoo import bisenet_v1  # noqa: F401  (bisenet_v1)
+from rtseg.models.zoo import pp_liteseg  # noqa: F401  (pp_liteseg_t, pp_liteseg_b)
