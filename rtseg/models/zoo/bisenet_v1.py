@@ -49,10 +49,14 @@ COINCHEUNG_CITYSCAPES_MEAN = (0.3257, 0.3690, 0.3223)
 COINCHEUNG_CITYSCAPES_STD = (0.2112, 0.2148, 0.2115)
 
 PUBLISHED = (
-    PublishedRecord("bisenet_v1", "Yu et al. 2018 (ECCV), Cityscapes comparison table: BiSeNet (ResNet18)",
+    PublishedRecord("bisenet_v1", "Yu et al. 2018 (ECCV), Cityscapes speed and accuracy tables: BiSeNet (ResNet18)",
                     val_miou=74.8, test_miou=74.7, fps=65.5, gpu="Titan XP", resolution="768x1536",
-                    runtime="PyTorch (precision not stated)",
-                    note="the authors' own network, not CoinCheung's re-implementation loaded here"),
+                    runtime="PyTorch (precision not stated)", params_m=49.0, gflops=110.6,
+                    flops_note="the paper's cost table gives 10.8 G 'FLOPs' at 640x360, which can only be "
+                               "multiply-adds (the ResNet18 trunk alone is 8.5 G multiply-adds there); "
+                               "scaled by the pixel count to 768x1536 (55.3 G, as later papers quote it) and doubled",
+                    note="the authors' own network, which they did not release; rtseg loads CoinCheung's "
+                         "re-implementation (13.3M parameters at eval, see docs/zoo.md)"),
     PublishedRecord("bisenet_v1", "CoinCheung/BiSeNet README and tensorrt/README.md (model_final_v1_city_new.pth)",
                     val_miou=75.44, fps=112, gpu="A40", resolution="1024x2048",
                     runtime="TensorRT fp32, batch 1",
