@@ -62,7 +62,7 @@ def read_pdparams(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         with open(path, "rb") as f:
             saved = _ArraysOnlyUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise RtsegError(f"cannot read PaddlePaddle weights {path}: {type(exc).__name__}: {exc}"
                          .splitlines()[0]) from exc
     if not isinstance(saved, dict):
