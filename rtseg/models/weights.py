@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.models.pdparams import read_pdparams
 from rtseg.models.weights_path import expand_weights_path
 
 # Checkpoint formats nest the weights under one of these keys.
@@ -16,13 +17,16 @@ _NESTED_KEYS = ("state_dict", "model", "model_state", "module")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file without running pickled code.
+    """Load a ``.pth``/``.pt``/``.bin`` (torch), ``.safetensors`` or ``.pdparams`` (PaddlePaddle)
+    file without running pickled code.
 
     ``${RTSEG_WEIGHTS:-weights}/file.pth`` in a path is the weights folder (``rtseg.models.weights_path``).
     """
     path = expand_weights_path(path)
     if not path.is_file():
         raise RtsegError(f"weights file {path} does not exist")
+    if path.suffix == ".pdparams":
+        return read_pdparams(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

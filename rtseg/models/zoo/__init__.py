@@ -3,3 +3,7 @@
 Importing this package registers them (``rtseg.create_model("pidnet_s")``). Each file's
 header names its paper and the official repository whose released weights it loads.
 """
+
+from rtseg.models.zoo import stdc_seg  # noqa: F401  (stdc1_seg, stdc2_seg)
+from rtseg.models.zoo import bisenet_v1  # noqa: F401  (bisenet_v1)
+from rtseg.models.zoo import pp_liteseg  # noqa: F401  (pp_liteseg_t, pp_liteseg_b)
