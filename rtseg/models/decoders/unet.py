@@ -4,7 +4,8 @@ From the /32 map down to full resolution, each stage up-samples features by a tr
 convolution to the channels of the encoder map of the next resolution and fuses them with it
 (addition, as in the paper; concatenation as an option), then BN + ReLU. A last transposed
 convolution reaches full resolution and a 1x1 convolution maps to classes. Feature-space
-up-sampling is why UNet costs about four times SkipNet's GFLOPs.
+up-sampling is why UNet costs about four times SkipNet's GFLOPs. An encoder without a /2 map
+(stride-4-first backbones) gets one stage fewer and a x4 last up-sampling.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 
 from rtseg.errors import RtsegError
 from rtseg.models.decoders.base import Decoder, fit_to, stride_ratio, upsampler
-from rtseg.models.encoders.base import FeatureInfo
+from rtseg.models.encoders.base import FeatureInfo, present_levels
 from rtseg.models.registry import register_decoder
 
 FUSIONS = ("add", "concat")
@@ -44,21 +45,26 @@ class UNet(Decoder):
         if fusion not in FUSIONS:
             raise RtsegError(f"unet fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.fusion = fusion
+        # A level the encoder lacks (the /2 map of ConvNeXt and most transformers) is skipped:
+        # the stage above it up-samples straight to the next map that exists.
+        self.levels = present_levels(feature_info)
+        infos = [feature_info[level] for level in self.levels]
         stages = []
-        channels = feature_info[-1].channels
-        for deeper, skip in zip(feature_info[:0:-1], feature_info[-2::-1]):
+        channels = infos[-1].channels
+        for deeper, skip in zip(infos[:0:-1], infos[-2::-1]):
             stage = _Stage(channels, skip, stride_ratio(deeper, skip), fusion)
             stages.append(stage)
             channels = stage.out_channels
         self.stages = nn.ModuleList(stages)
-        # Full resolution: half the channels of the /2 map, as cheap as the stages above it.
-        head_channels = max(feature_info[0].channels // 2, 16)
-        self.final_up = nn.Sequential(upsampler(channels, head_channels, feature_info[0].stride),
+        # Full resolution: half the channels of the shallowest map, as cheap as the stages above it.
+        head_channels = max(infos[0].channels // 2, 16)
+        self.final_up = nn.Sequential(upsampler(channels, head_channels, infos[0].stride),
                                       nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True))
         self.classify = nn.Conv2d(head_channels, num_classes, 1)
 
-    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        x = features[-1]
-        for stage, skip in zip(self.stages, features[-2::-1]):
+    def forward(self, features: Sequence[torch.Tensor | None], size: tuple[int, int]) -> torch.Tensor:
+        maps = [features[level] for level in self.levels]
+        x = maps[-1]
+        for stage, skip in zip(self.stages, maps[-2::-1]):
             x = stage(x, skip)
         return self.classify(fit_to(self.final_up(x), size))
