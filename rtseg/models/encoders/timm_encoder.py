@@ -15,7 +15,7 @@ normalisation stay timm's, so nothing here depends on one architecture:
 * **Any input size.** rtseg's networks take crops and frames of any size (its decoders crop
   or pad each up-sampled map to its partner), so the backbone runs once on the meta device
   at 257x513 when it is built; those made for one size (Swin, CoaT, EfficientFormer, MaxViT)
-  or for multiples of their stride (DLA, HRNet, HaloNet, TResNet) are refused, naming the
+  or for multiples of their stride (DLA, HRNet, HaloNet, LambdaResNet) are refused, naming the
   backbone and timm's own error, instead of failing later inside a benchmark.
 * **Output stride.** 8 or 16 through timm's own ``output_stride`` (the last stages dilated),
   where the backbone supports it (ResNet, RegNet, EfficientNet/MobileNet, ConvNeXt,
