@@ -6,6 +6,7 @@ import argparse
 
 from rtseg.commands.arguments import print_json, size_argument
 from rtseg.models import create_model, list_models, model_names
+from rtseg.models.encoders.timm_encoder import list_timm_backbones
 from rtseg.profiling.flops import count_flops, count_params
 
 DEFAULT_SIZES = ((512, 1024), (360, 640))
@@ -17,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
                         help="HEIGHTxWIDTH to count GFLOPs at (repeatable; default 512x1024 and 360x640)")
     parser.add_argument("--names", action="store_true", help="print model names only, one a line")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--timm", nargs="?", const="", metavar="PATTERN",
+                        help="list timm's backbones usable as encoders 'timm.<name>' (name contains PATTERN, "
+                             "or matches it as a wildcard), with their channels at strides 2..32")
     parser.set_defaults(run=run)
 
 
@@ -47,7 +51,37 @@ def format_grid(rows: list[dict], sizes) -> str:
     return "\n".join(out)
 
 
+def format_timm(backbones, unusable: dict[str, str]) -> str:
+    lines = [["timm encoder", "/2", "/4", "/8", "/16", "/32", "pretrained tags"]]
+    for b in backbones:
+        lines.append([b.name] + ["-" if c is None else str(c) for c in b.levels] + [", ".join(b.tags) or "-"])
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    out = ["  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:6], widths[1:])] + [line[6]])
+           for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    out.append(f"\n{len(backbones)} timm backbones (channels per stride; '-': the backbone has no map there).")
+    if unusable:
+        names = sorted(unusable)
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        out.append(f"Left out (no maps at strides 8, 16 and 32, or a fixed input size; --json says why): {shown}")
+    return "\n".join(out)
+
+
+def run_timm(args: argparse.Namespace) -> int:
+    backbones, unusable = list_timm_backbones(args.timm)
+    if args.names:
+        print("\n".join(b.name for b in backbones))
+    elif args.json:
+        print_json({"timm": [{"encoder": b.name, "channels": list(b.levels), "tags": list(b.tags)}
+                             for b in backbones], "unusable": unusable})
+    else:
+        print(format_timm(backbones, unusable))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.timm is not None:
+        return run_timm(args)
     if args.names:
         print("\n".join(list_models()["models"]))
         return 0

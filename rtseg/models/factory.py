@@ -11,6 +11,7 @@ import torch
 from rtseg.checkpoint import load_checkpoint
 from rtseg.errors import RtsegError
 from rtseg.models import baselines, decoders, encoders, zoo  # noqa: F401 (importing them registers the built-ins)
+from rtseg.models.encoders.base import DEEP_LEVELS
 from rtseg.models.registry import DECODERS, ENCODERS, MODELS
 from rtseg.models.segmentation import SegmentationModel, SegmentationNetwork
 from rtseg.models.weights import fit_state_dict
@@ -30,7 +31,7 @@ def split_model_name(name: str, encoder: str | None = None) -> tuple[str, str | 
             return name, None
         if name in DECODERS:
             raise RtsegError(f"decoder {name!r} needs an encoder: use '{name}-<encoder>'; "
-                             f"encoders: {', '.join(ENCODERS.names())}")
+                             f"encoders: {', '.join(ENCODERS.names() + [p + '<name>' for p in ENCODERS.families()])}")
         raise RtsegError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
     DECODERS.get(name)
     ENCODERS.get(encoder)
@@ -95,9 +96,9 @@ def _build(name: str, encoder: str | None, num_classes: int, pretrained, options
         encoder_options.setdefault("output_stride", decoder_cls.encoder_output_stride)
     enc = encoder_cls(**encoder_options)
     infos = getattr(enc, "feature_info", None)
-    if not infos or len(infos) != 5:
+    if not infos or len(infos) != 5 or any(infos[level] is None for level in DEEP_LEVELS):
         raise RtsegError(f"encoder {encoder_name!r} must state feature_info for its five maps "
-                         "(strides 2, 4, 8, 16, 32)")
+                         "(strides 2, 4, 8, 16, 32; only the /2 and /4 ones may be None)")
     if pretrained:
         enc.load_pretrained(pretrained)
     dec = decoder_cls(enc.feature_info, num_classes, **decoder_options)

@@ -2,7 +2,9 @@
 
 A registry is a plain dictionary filled by decorators at import time, so a user's own
 encoder registered from outside the package is found by the same ``create_model`` call
-as the built-in ones.
+as the built-in ones. A *family* stands for names nobody registers one by one: every name
+that starts with its prefix (``timm.`` for timm's backbones) goes to the family's resolver,
+which checks the rest of the name and returns the constructor.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: Dict[str, Callable] = {}
+        self._families: Dict[str, Callable[[str], Callable]] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@ENCODERS.register("my_encoder")`` above a class or factory."""
@@ -34,18 +37,45 @@ class Registry:
 
         return add
 
+    def register_family(self, prefix: str) -> Callable[[T], T]:
+        """Decorator over ``resolve(rest) -> constructor`` for every name ``prefix + rest``."""
+        if "-" in prefix or not prefix.endswith("."):
+            raise ValueError(f"{self.kind} family prefix {prefix!r} must end in '.' and not contain '-'")
+
+        def add(resolve: T) -> T:
+            if prefix in self._families and self._families[prefix] is not resolve:
+                raise ValueError(f"{self.kind} family {prefix!r} is already registered")
+            self._families[prefix] = resolve
+            return resolve
+
+        return add
+
     def get(self, name: str) -> Callable:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries)) or "none"
-            raise RtsegError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+        for prefix, resolve in self._families.items():
+            if name.startswith(prefix):
+                return resolve(name[len(prefix):])
+        known = ", ".join(self.names() + [f"{p}<name>" for p in self.families()]) or "none"
+        raise RtsegError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
 
     def names(self) -> list[str]:
+        """Registered names; a family's members are not listed (``families`` gives the prefixes)."""
         return sorted(self._entries)
 
+    def families(self) -> list[str]:
+        return sorted(self._families)
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if name in self._entries:
+            return True
+        if not isinstance(name, str) or not any(name.startswith(p) for p in self._families):
+            return False
+        try:
+            self.get(name)
+        except RtsegError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

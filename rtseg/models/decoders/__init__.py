@@ -1,5 +1,4 @@
 """Meta-architectures, one file each; importing this package registers them."""
 
-from rtseg.models.decoders import dilation, skipnet, unet  # noqa: F401
-from rtseg.models.decoders import linknet  # noqa: F401
+from rtseg.models.decoders import dilation, linknet, lraspp, skipnet, unet  # noqa: F401
 from rtseg.models.decoders.base import Decoder  # noqa: F401

@@ -4,7 +4,8 @@ From the /32 map down to full resolution, each stage up-samples features by a tr
 convolution to the channels of the encoder map of the next resolution and fuses them with it
 (addition, as in the paper; concatenation as an option), then BN + ReLU. A last transposed
 convolution reaches full resolution and a 1x1 convolution maps to classes. Feature-space
-up-sampling is why UNet costs about four times SkipNet's GFLOPs.
+up-sampling is why UNet costs about four times SkipNet's GFLOPs. An encoder without a /2 map
+(stride-4-first backbones) gets one stage fewer and a x4 last up-sampling.
 
 ``stage="tf"`` builds the RTSeg authors' TensorFlow stage instead (MSiam/TFSegmentation
 ``models/unet_mobilenet.py``, ``unet_shufflenet.py``): 1x1 convolution to the skip's channels
@@ -25,7 +26,7 @@ from torch import nn
 
 from rtseg.errors import RtsegError
 from rtseg.models.decoders.base import Decoder, fit_to, stride_ratio, upsampler
-from rtseg.models.encoders.base import FeatureInfo
+from rtseg.models.encoders.base import FeatureInfo, present_levels
 from rtseg.models.registry import register_decoder
 
 FUSIONS = ("add", "concat")
@@ -85,29 +86,34 @@ class UNet(Decoder):
         self.fusion = fusion
         self.stage = stage
         stage_cls = _TFStage if stage == "tf" else _Stage
+        # A level the encoder lacks (the /2 map of ConvNeXt and most transformers) is skipped:
+        # the stage above it up-samples straight to the next map that exists.
+        self.levels = present_levels(feature_info)
+        infos = [feature_info[level] for level in self.levels]
         stages = []
-        channels = feature_info[-1].channels
-        for deeper, skip in zip(feature_info[:0:-1], feature_info[-2::-1]):
+        channels = infos[-1].channels
+        for deeper, skip in zip(infos[:0:-1], infos[-2::-1]):
             block = stage_cls(channels, skip, stride_ratio(deeper, skip), fusion)
             stages.append(block)
             channels = block.out_channels
         self.stages = nn.ModuleList(stages)
-        # Full resolution: half the channels of the /2 map, as cheap as the stages above it.
-        head_channels = max(feature_info[0].channels // 2, 16) if head_channels is None else head_channels
+        # Full resolution: half the channels of the shallowest map, as cheap as the stages above it.
+        head_channels = max(infos[0].channels // 2, 16) if head_channels is None else head_channels
         if isinstance(head_channels, bool) or not isinstance(head_channels, int) or head_channels < 1:
             raise RtsegError(f"unet head_channels must be a positive integer, got {head_channels!r}")
         if stage == "tf":
             self.final_up = nn.Sequential(
-                upsampler(channels, channels, feature_info[0].stride, bilinear_init=True), nn.BatchNorm2d(channels),
+                upsampler(channels, channels, infos[0].stride, bilinear_init=True), nn.BatchNorm2d(channels),
                 _conv1x1_bn(channels, head_channels))
         else:
-            self.final_up = nn.Sequential(upsampler(channels, head_channels, feature_info[0].stride),
+            self.final_up = nn.Sequential(upsampler(channels, head_channels, infos[0].stride),
                                           nn.BatchNorm2d(head_channels), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # TF: element-wise tf.nn.dropout
         self.classify = nn.Conv2d(head_channels, num_classes, 1)
 
-    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        x = features[-1]
-        for stage, skip in zip(self.stages, features[-2::-1]):
+    def forward(self, features: Sequence[torch.Tensor | None], size: tuple[int, int]) -> torch.Tensor:
+        maps = [features[level] for level in self.levels]
+        x = maps[-1]
+        for stage, skip in zip(self.stages, maps[-2::-1]):
             x = stage(x, skip)
         return self.classify(self.dropout(fit_to(self.final_up(x), size)))

@@ -6,6 +6,12 @@ strides 2, 4, 8, 16 and 32, and states their channels and actual strides in
 channel count is ever written by hand. With ``output_stride=8`` the last two stride-2 steps
 become stride 1 (with dilation 2 and 4 after them): the /16 and /32 maps then have an actual
 stride of 8, parameter shapes are unchanged and ImageNet weights still fit.
+
+A backbone may lack the shallow levels: ConvNeXt and most hierarchical transformers start
+at stride 4. Such a level is stated as missing (``None`` in ``feature_info`` and in the
+forward's list) rather than faked; the /8, /16 and /32 levels always exist, so decoders that
+read only those need no care, and those that use the shallow maps skip what is missing
+(``present_levels``).
 """
 
 from __future__ import annotations
@@ -30,10 +36,18 @@ class FeatureInfo:
     stride: int  # actual stride w.r.t. the input (8 for the deep maps of a dilated encoder)
 
 
-def check_output_stride(output_stride: int) -> int:
-    if output_stride not in (8, 32):
-        raise RtsegError(f"output_stride must be 8 or 32, got {output_stride!r}")
+DEEP_LEVELS = (2, 3, 4)  # the /8, /16, /32 maps: every encoder has them
+
+
+def check_output_stride(output_stride: int, allowed: Sequence[int] = (8, 32)) -> int:
+    if output_stride not in allowed:
+        raise RtsegError(f"output_stride must be {' or '.join(map(str, allowed))}, got {output_stride!r}")
     return output_stride
+
+
+def present_levels(feature_info: Sequence[FeatureInfo | None]) -> list[int]:
+    """Indices of the levels an encoder has (all five, or /4../32, or /8../32)."""
+    return [level for level, info in enumerate(feature_info) if info is not None]
 
 
 def feature_strides(output_stride: int) -> tuple[int, ...]:
@@ -48,7 +62,7 @@ class Encoder(nn.Module):
     layout -> ours) and ``download_state_dict`` (the library's ImageNet weights).
     """
 
-    feature_info: tuple[FeatureInfo, ...]
+    feature_info: tuple[FeatureInfo | None, ...]  # None: a shallow level the backbone lacks
     output_stride: int = 32
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -60,10 +74,10 @@ class Encoder(nn.Module):
         self.feature_info = tuple(FeatureInfo(c, s) for c, s in zip(channels, strides))
 
     @property
-    def out_channels(self) -> list[int]:
-        return [f.channels for f in self.feature_info]
+    def out_channels(self) -> list[int | None]:
+        return [None if f is None else f.channels for f in self.feature_info]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor | None]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # --- ImageNet weights -------------------------------------------------------------
