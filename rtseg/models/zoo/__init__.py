@@ -3,3 +3,5 @@
 Importing this package registers them (``rtseg.create_model("pidnet_s")``). Each file's
 header names its paper and the official repository whose released weights it loads.
 """
+
+from rtseg.models.zoo import ddrnet  # noqa: F401,E402
