@@ -9,11 +9,12 @@ from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.zoo.ddrnet import PUBLISHED
 from rtseg.models.zoo.training_only import inference_param_count
 from rtseg.profiling.flops import count_flops
-from zoo_helpers import (assert_any_size, assert_exports, assert_gradients_everywhere,
+from zoo_helpers import (assert_any_size, assert_imagenet_file_loads, assert_loaded_from, assert_exports, assert_gradients_everywhere,
                          assert_training_only_heads_are_exactly_the_unused_ones, fixture, state_with_layout)
 
 SINGLE_THREAD = True
 LAYOUTS = fixture("ddrnet_23_slim")["layouts"]
+RENAMES = {"final_layer.": "head.", "seghead_extra.": "aux_head."}
 
 
 def test_registered_with_the_authors_normalisation():
@@ -41,15 +42,8 @@ def test_the_cityscapes_release_layout_converts_and_loads(tmp_path):
     release = state_with_layout(keys)
     torch.save(release, tmp_path / "best_val_smaller.pth")
     model = rtseg.create_model("ddrnet_23_slim", weights=tmp_path / "best_val_smaller.pth")
-    own = model.state_dict()
     # Every network key comes from the file; only the loss's class weights are left over.
-    renames = {"final_layer.": "head.", "seghead_extra.": "aux_head."}
-    used = set()
-    for key, value in own.items():
-        official = next((old + key[len(new):] for old, new in renames.items() if key.startswith(new)), key)
-        assert torch.equal(value, release["model." + official]), key
-        used.add("model." + official)
-    assert set(release) - used == {"loss.criterion.weight"}
+    assert assert_loaded_from(model, release, RENAMES, "model.") == {"loss.criterion.weight"}
 
 
 def test_a_release_that_does_not_fit_names_its_keys(tmp_path):
@@ -73,14 +67,8 @@ def test_a_release_without_the_auxiliary_head_loads_for_evaluation(tmp_path):
 
 
 def test_the_imagenet_backbone_loads_and_its_classifier_is_dropped(tmp_path):
-    keys = LAYOUTS["imagenet"]["keys"]
-    imagenet = state_with_layout(keys, seed=1)
-    torch.save({"state_dict": imagenet}, tmp_path / "DDRNet23s_imagenet.pth")
-    model = rtseg.create_model("ddrnet_23_slim", pretrained=tmp_path / "DDRNet23s_imagenet.pth")
-    own = model.state_dict()
-    classifier = {k for k in keys if k.split(".")[0] in ("down5", "last_layer", "linear")}
-    assert classifier and all(k not in own for k in classifier)
-    assert all(torch.equal(own[k], imagenet[k]) for k in keys if k not in classifier)
+    own, imagenet = assert_imagenet_file_loads("ddrnet_23_slim", LAYOUTS["imagenet"]["keys"],
+                                               tmp_path / "DDRNet23s_imagenet.pth", ("down5", "last_layer", "linear"))
     fresh = rtseg.create_model("ddrnet_23_slim").state_dict()
     assert torch.equal(own["spp.scale0.0.running_var"], fresh["spp.scale0.0.running_var"])  # not in the file
 

@@ -34,6 +34,37 @@ def state_with_layout(keys: dict[str, list[int]], seed: int = 0) -> dict[str, to
     return state
 
 
+def official_key(key: str, renames: dict[str, str], prefix: str = "") -> str:
+    """Our key -> the release's: the official module name for a renamed one, the wrapper's prefix."""
+    for official, ours in renames.items():
+        if key.startswith(ours):
+            return prefix + official + key[len(ours):]
+    return prefix + key
+
+
+def assert_loaded_from(model: torch.nn.Module, release: dict[str, torch.Tensor], renames: dict[str, str],
+                       prefix: str = "") -> set[str]:
+    """Every network key holds the release's value; returns the release keys nothing used."""
+    used = set()
+    for key, value in model.state_dict().items():
+        source = official_key(key, renames, prefix)
+        assert torch.equal(value, release[source]), key
+        used.add(source)
+    return set(release) - used
+
+
+def assert_imagenet_file_loads(name: str, keys: dict[str, list[int]], path: Path, classifier: tuple[str, ...]):
+    """A file with the recorded ImageNet layout loads with ``pretrained=``: the classifier's keys
+    are dropped, every other key lands. Returns the network's state and the file's."""
+    imagenet = state_with_layout(keys, seed=1)
+    torch.save({"state_dict": imagenet}, path)
+    own = rtseg.create_model(name, pretrained=path).state_dict()
+    dropped = {k for k in keys if k.split(".")[0] in classifier}
+    assert dropped and not dropped & set(own)
+    assert all(torch.equal(own[k], imagenet[k]) for k in keys if k not in dropped)
+    return own, imagenet
+
+
 def output_shapes(model: torch.nn.Module, batch: int, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
     out = model(torch.zeros(batch, 3, *size))
     return {k: tuple(v.shape) for k, v in out.items()} if isinstance(out, dict) else {"eval": tuple(out.shape)}

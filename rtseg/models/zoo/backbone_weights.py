@@ -23,10 +23,12 @@ class ImageNetBackbone(nn.ModuleDict):
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path | bool, backbone: tuple[str, ...],
-                          classifier: tuple[str, ...], release: str) -> None:
+                          classifier: tuple[str, ...], release: str, optional: tuple[str, ...] = ()) -> None:
     """Load ``path`` into ``model``'s children named in ``backbone``; drop the keys under ``classifier``.
 
-    ``release`` names the authors' file, for the error when ``path`` is not a path.
+    Children named in ``optional`` load when the file holds any of their keys (then all of
+    them), for files whose exact contents the authors did not publish. ``release`` names the
+    authors' file, for the error when ``path`` is not a path.
     """
     if isinstance(path, bool) or not isinstance(path, (str, Path)):
         raise RtsegError(f"{getattr(model, 'name', type(model).__name__)}: pretrained must be the path "
@@ -34,5 +36,6 @@ def load_backbone_weights(model: nn.Module, path: str | Path | bool, backbone: t
     state = read_state_dict(path)
     dropped = tuple(f"{name}." for name in classifier)
     state = {key: value for key, value in state.items() if not key.startswith(dropped)}
-    view = ImageNetBackbone({name: getattr(model, name) for name in backbone})
+    present = tuple(name for name in optional if any(key.startswith(f"{name}.") for key in state))
+    view = ImageNetBackbone({name: getattr(model, name) for name in backbone + present})
     fit_state_dict(view, state, str(path))
