@@ -14,12 +14,13 @@ from torch import nn
 
 
 class ConvBNReLU(nn.Sequential):
-    """``kernel`` x ``kernel`` convolution (padding keeps the size at stride 1), BN, optional ReLU."""
+    """``kernel`` x ``kernel`` convolution, BN, optional ReLU; ``padding`` None keeps the size at stride 1."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
-                 groups: int = 1, bias: bool = False, relu: bool = True):
+                 groups: int = 1, bias: bool = False, relu: bool = True, padding: int | None = None):
+        padding = kernel // 2 if padding is None else padding
         layers = OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=bias),
+            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=bias),
             bn=nn.BatchNorm2d(out_channels))
         if relu:
             layers["relu"] = nn.ReLU(inplace=True)
