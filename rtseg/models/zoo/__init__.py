@@ -7,3 +7,4 @@ header names its paper and the official repository whose released weights it loa
 from rtseg.models.zoo import ddrnet  # noqa: F401,E402
 from rtseg.models.zoo import pidnet  # noqa: F401,E402
 from rtseg.models.zoo import fast_scnn  # noqa: F401,E402
+from rtseg.models.zoo import bisenet_v2  # noqa: F401,E402

@@ -31,17 +31,18 @@ runs (``align_corners=True`` makes both use the same sampling grid).
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rtseg.errors import RtsegError
 from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.zoo._conv import ConvBNReLU
+from rtseg.models.zoo.backbone_weights import refuse_pretrained
 from rtseg.models.zoo.published import PublishedRecord
 from rtseg.models.zoo.pyramid import PyramidPooling
 from rtseg.models.zoo.training_only import fill_training_only
@@ -111,27 +112,14 @@ def _bottlenecks(in_channels: int, out_channels: int, count: int, stride: int) -
                                             stride=stride if i == 0 else 1) for i in range(count)))
 
 
-class LearningToDownsample(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = ConvBNReLU(3, 32, 3, 2, padding=0)  # unpadded, as released
-        self.dsconv1 = separable(32, 48, 2)
-        self.dsconv2 = separable(48, 64, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dsconv2(self.dsconv1(self.conv(x)))
+def learning_to_downsample() -> nn.Sequential:
+    return nn.Sequential(OrderedDict(conv=ConvBNReLU(3, 32, 3, 2, padding=0),  # unpadded, as released
+                                     dsconv1=separable(32, 48, 2), dsconv2=separable(48, 64, 2)))
 
 
-class GlobalFeatureExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.bottleneck1 = _bottlenecks(64, 64, 3, 2)
-        self.bottleneck2 = _bottlenecks(64, 96, 3, 2)
-        self.bottleneck3 = _bottlenecks(96, 128, 3, 1)
-        self.ppm = PyramidPooling(128, 128)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ppm(self.bottleneck3(self.bottleneck2(self.bottleneck1(x))))
+def global_feature_extractor() -> nn.Sequential:
+    return nn.Sequential(OrderedDict(bottleneck1=_bottlenecks(64, 64, 3, 2), bottleneck2=_bottlenecks(64, 96, 3, 2),
+                                     bottleneck3=_bottlenecks(96, 128, 3, 1), ppm=PyramidPooling(128, 128)))
 
 
 class FeatureFusion(nn.Module):
@@ -167,10 +155,9 @@ class FastSCNN(SegmentationNetwork):
         # eval.py: torchvision ToTensor (RGB, 0..1) and ImageNet statistics.
         super().__init__("fast_scnn", num_classes, IMAGENET_MEAN, IMAGENET_STD)
         if pretrained:
-            raise RtsegError("fast_scnn has no ImageNet weights (it is trained from scratch); load the "
-                             "Cityscapes release with weights='fast_scnn_citys.pth'")
-        self.learning_to_downsample = LearningToDownsample()
-        self.global_feature_extractor = GlobalFeatureExtractor()
+            refuse_pretrained("fast_scnn", "fast_scnn_citys.pth")
+        self.learning_to_downsample = learning_to_downsample()
+        self.global_feature_extractor = global_feature_extractor()
         self.feature_fusion = FeatureFusion()
         self.classifier = Classifier(128, num_classes)
         self.aux_head = nn.Sequential(ConvBNReLU(64, 32, 3), nn.Dropout(0.1), nn.Conv2d(32, num_classes, 1))
