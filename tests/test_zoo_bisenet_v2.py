@@ -20,8 +20,6 @@ def test_registered_with_the_codes_cityscapes_normalisation():
     model = rtseg.create_model("bisenet_v2", num_classes=5)
     assert (model.name, model.num_classes, model.mean, model.std) == ("bisenet_v2", 5, CITYSCAPES_MEAN, CITYSCAPES_STD)
     assert {r.model for r in PUBLISHED} == {"bisenet_v2"}
-    with pytest.raises(RtsegError, match="no ImageNet weights"):
-        rtseg.create_model("bisenet_v2", pretrained="backbone_v2.pth")
 
 
 def test_any_input_size_in_train_and_eval_mode():
@@ -64,6 +62,22 @@ def test_the_release_layout_converts_and_loads(tmp_path):
     torch.save(release, tmp_path / "cut.pth")
     with pytest.raises(RtsegError, match=r"cut.pth does not fit BiSeNetV2: missing keys: aux5.conv_out.1.bias$"):
         rtseg.create_model("bisenet_v2", weights=tmp_path / "cut.pth")
+
+
+def test_the_imagenet_branches_load_from_one_state_dict_per_branch(tmp_path):
+    keys = LAYOUTS["imagenet"]["keys"]
+    flat = state_with_layout(keys, seed=1)
+    nested = {branch: {k[len(branch) + 1:]: v for k, v in flat.items() if k.startswith(branch + ".")}
+              for branch in ("detail", "segment")}
+    torch.save(nested, tmp_path / "backbone_v2.pth")
+    own = rtseg.create_model("bisenet_v2", pretrained=tmp_path / "backbone_v2.pth").state_dict()
+    assert all(torch.equal(own[k], v) for k, v in flat.items())
+    del nested["segment"]["S5_5.bn.bias"]
+    torch.save(nested, tmp_path / "cut.pth")
+    with pytest.raises(RtsegError, match=r"cut.pth does not fit ImageNetBackbone: missing keys: segment.S5_5.bn.bias$"):
+        rtseg.create_model("bisenet_v2", pretrained=tmp_path / "cut.pth")
+    with pytest.raises(RtsegError, match="path to the authors' ImageNet file"):
+        rtseg.create_model("bisenet_v2", pretrained=True)
 
 
 def _gmacs_by_module(model, size):

@@ -40,8 +40,3 @@ def load_backbone_weights(model: nn.Module, path: str | Path | bool, backbone: t
     view = ImageNetBackbone({name: getattr(model, name) for name in backbone + present})
     fit_state_dict(view, state, str(path))
 
-
-def refuse_pretrained(name: str, release: str) -> None:
-    """For networks their authors train from scratch: ``pretrained`` is a mistake to name."""
-    raise RtsegError(f"{name} has no ImageNet weights (its authors train it from scratch); load the "
-                     f"Cityscapes release with weights='{release}'")

@@ -1,12 +1,14 @@
 """BiSeNet V2 (Yu, Gao, Wang, Yu, Shen, Sang 2021, "BiSeNet V2: Bilateral Network with Guided
 Aggregation for Real-time Semantic Segmentation", IJCV, arXiv 2004.02147).
 
-The authors released no code for V2. We follow CoinCheung/BiSeNet at 6b4b67a8
-(``lib/models/bisenetv2.py``, evaluation in ``tools/evaluate.py``), the implementation the
-issue names, and load its released Cityscapes weights (``model_final_v2_city.pth``:
-``BiSeNetV2(19).state_dict()`` with the four booster heads, as ``tools/train_amp.py`` saves it
-and ``tools/evaluate.py`` loads it strictly). Module and key names are that code's, except the
-last booster, ``aux5_4`` there, ``aux5`` here (``convert_state_dict`` renames it).
+We follow CoinCheung/BiSeNet at 6b4b67a8 (``lib/models/bisenetv2.py``, evaluation in
+``tools/evaluate.py``), the implementation the issue names, and load its released Cityscapes
+weights (``model_final_v2_city.pth``: ``BiSeNetV2(19).state_dict()`` with the four booster
+heads, as ``tools/train_amp.py`` saves it and ``tools/evaluate.py`` loads it strictly). Module
+and key names are that code's, except the last booster, ``aux5_4`` there, ``aux5`` here
+(``convert_state_dict`` renames it). The paper trains from scratch; CoinCheung's release starts
+from ImageNet-pretrained detail and semantic branches (``backbone_v2.pth``, one state dict per
+branch, loaded strictly by ``load_pretrain``), which ``pretrained=PATH`` loads the same way.
 
 The network: a detail branch (three stages of 3x3 Conv-BN-ReLU, 64/64/128 channels, to 1/8),
 a semantic branch (stem to 1/4, gather-and-expand layers to 1/8, 1/16, 1/32, then the context
@@ -39,7 +41,7 @@ from torch.nn import functional as F
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.zoo._conv import ConvBNReLU
-from rtseg.models.zoo.backbone_weights import refuse_pretrained
+from rtseg.models.zoo.backbone_weights import load_backbone_weights
 from rtseg.models.zoo.published import PublishedRecord
 from rtseg.models.zoo.training_only import fill_training_only
 
@@ -202,8 +204,6 @@ class BiSeNetV2(SegmentationNetwork):
 
     def __init__(self, num_classes: int = 19, pretrained: bool | str | Path | None = None):
         super().__init__("bisenet_v2", num_classes, CITYSCAPES_MEAN, CITYSCAPES_STD)
-        if pretrained:
-            refuse_pretrained("bisenet_v2", "model_final_v2_city.pth")
         self.detail = detail_branch()
         self.segment = SegmentBranch()
         self.bga = GuidedAggregation()
@@ -213,6 +213,9 @@ class BiSeNetV2(SegmentationNetwork):
         self.aux4 = SegmentHead(64, 128, num_classes, up=16, booster=True)
         self.aux5 = SegmentHead(128, 128, num_classes, up=32, booster=True)
         self._init_weights()
+        if pretrained:
+            load_backbone_weights(self, pretrained, ("detail", "segment"), (),
+                                  "backbone_v2.pth from the CoinCheung/BiSeNet releases")
 
     def _init_weights(self) -> None:
         """The code's: Kaiming-normal convs (fan out), zero biases; BN at 1/0, except the last BN of

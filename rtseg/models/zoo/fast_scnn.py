@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rtseg.errors import RtsegError
 from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.zoo._conv import ConvBNReLU
-from rtseg.models.zoo.backbone_weights import refuse_pretrained
 from rtseg.models.zoo.published import PublishedRecord
 from rtseg.models.zoo.pyramid import PyramidPooling
 from rtseg.models.zoo.training_only import fill_training_only
@@ -155,7 +155,8 @@ class FastSCNN(SegmentationNetwork):
         # eval.py: torchvision ToTensor (RGB, 0..1) and ImageNet statistics.
         super().__init__("fast_scnn", num_classes, IMAGENET_MEAN, IMAGENET_STD)
         if pretrained:
-            refuse_pretrained("fast_scnn", "fast_scnn_citys.pth")
+            raise RtsegError("fast_scnn has no ImageNet weights (it is trained from scratch); load the "
+                             "Cityscapes release with weights='fast_scnn_citys.pth'")
         self.learning_to_downsample = learning_to_downsample()
         self.global_feature_extractor = global_feature_extractor()
         self.feature_fusion = FeatureFusion()
