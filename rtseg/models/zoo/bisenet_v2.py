@@ -54,8 +54,9 @@ PUBLISHED = (
     PublishedRecord(
         model="bisenet_v2", source="Yu et al. 2021 (arXiv 2004.02147), Cityscapes comparison table",
         val_miou=73.4, test_miou=72.6, fps=156.0, gpu="GTX 1080 Ti", resolution="512x1024",
-        runtime="TensorRT (precision not stated; CoinCheung/BiSeNet#62)", gflops=21.15,
-        flops_note="as published; the paper does not say whether it counts multiply-adds",
+        runtime="TensorRT (precision not stated; CoinCheung/BiSeNet#62)", gflops=42.3,
+        flops_note="the paper's '21.15 GFLOPs' are multiply-adds: its detail branch alone is 23.4 GFLOPs "
+                   "counted as 2 x multiply-adds (docs/zoo_realtime_b.md)",
         note="the authors' model: 1024x2048 images resized to 512x1024, predictions upsampled; "
              "no weights released",
     ),

@@ -56,15 +56,17 @@ from rtseg.models.zoo.training_only import fill_training_only
 _SOURCE = ("Xu et al. 2023 (arXiv 2206.02066), Cityscapes comparison table (parameters, GFLOPs); "
            "mIoU and FPS of the released models from the XuJiacong/PIDNet README")
 _RUNTIME = "PyTorch fp32, BN folded, no TensorRT (README: no third-party acceleration)"
-_FLOPS_NOTE = "the paper's 'GFLOPs' are multiply-adds (our count agrees within 2%, docs/zoo_realtime_b.md)"
+_FLOPS_NOTE = "the paper's 'GFLOPs' are multiply-adds (docs/zoo_realtime_b.md)"
+_M_NOTE = ("the paper's PIDNet-M parameters and GFLOPs are those of four BasicBlocks in I stages 3-4; "
+           "the released code (and weights) have three: 28.5M, 177.3 GMACs")
 PUBLISHED = tuple(
     PublishedRecord(model=name, source=_SOURCE, val_miou=val, test_miou=test, fps=fps, gpu="RTX 3090",
                     resolution="1024x2048", runtime=_RUNTIME, params_m=params, gflops=round(2 * gmacs, 1),
-                    flops_note=_FLOPS_NOTE)
-    for name, val, test, fps, params, gmacs in (
-        ("pidnet_s", 78.8, 78.6, 93.2, 7.6, 47.6),
-        ("pidnet_m", 79.9, 79.8, 42.2, 34.4, 197.4),
-        ("pidnet_l", 80.9, 80.6, 31.1, 36.9, 275.8),
+                    flops_note=_FLOPS_NOTE, note=note)
+    for name, val, test, fps, params, gmacs, note in (
+        ("pidnet_s", 78.8, 78.6, 93.2, 7.6, 47.6, None),
+        ("pidnet_m", 79.9, 79.8, 42.2, 34.4, 197.4, _M_NOTE),
+        ("pidnet_l", 80.9, 80.6, 31.1, 36.9, 275.8, None),
     )
 )
 
