@@ -14,7 +14,7 @@ from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import NOMINAL_STRIDES
 from rtseg.models.encoders.timm_encoder import TimmEncoder, list_timm_backbones
 from rtseg.models.factory import split_model_name
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import ENCODERS
 from rtseg.profiling.flops import count_flops
 

@@ -40,6 +40,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
             state = state[key]
             break
+    if isinstance(state, Mapping) and state and all(
+            isinstance(v, Mapping) and all(isinstance(t, torch.Tensor) for t in v.values()) for v in state.values()):
+        # One state dict per child module (CoinCheung/BiSeNet's backbone_v2.pth: "detail", "segment").
+        state = {f"{child}.{key}": tensor for child, sub in state.items() for key, tensor in sub.items()}
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RtsegError(f"weights file {path} holds no state dict of tensors")
     # DataParallel / DDP checkpoints prefix every key with "module.".

@@ -26,7 +26,7 @@ import torch
 
 from rtseg.models.decoders.lraspp import LOW_LEVEL, LRASPP
 from rtseg.models.encoders.base import NOMINAL_STRIDES, FeatureInfo
-from rtseg.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.weights import fit_state_dict, read_state_dict

@@ -45,7 +45,7 @@ from torch import nn
 
 from rtseg.errors import RtsegError
 from rtseg.models.encoders.base import DEEP_LEVELS, NOMINAL_STRIDES, Encoder, FeatureInfo, check_output_stride
-from rtseg.models.normalisation import check_normalisation
+from rtseg.normalisation import check_normalisation
 from rtseg.models.registry import ENCODERS
 from rtseg.models.weights import fit_state_dict, read_state_dict
 
