@@ -17,7 +17,7 @@ from rtseg.training.losses import (BootstrappedCrossEntropy, BoundaryAwareCrossE
                                    DetailLoss, LossRecipe, OhemCrossEntropy, canny_edges, detail_targets,
                                    label_boundaries)
 from rtseg.training.losses import recipe as recipe_module
-from rtseg.training.trainer import decay_groups
+from rtseg.training.optimizer import build_optimizer, decay_groups
 
 LN3 = math.log(3)
 
@@ -302,14 +302,13 @@ def test_kernels_decay_convolution_and_linear_weights_only():
 def test_parameters_without_decay_do_not_shrink():
     """One Adam step with no data gradient: only the decayed kernels move."""
     from rtseg.training.config import load_config
-    from rtseg.training.trainer import _build_optimizer
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     for kind, moved in (("kernels", {"0.weight"}), ("all", {"0.weight", "0.bias", "1.weight"})):
         net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
         net.load_state_dict(model.state_dict())
         nn.init.constant_(net[1].bias, 0.0)  # a zero parameter stays zero under any decay
-        optimizer = _build_optimizer(load_config(None, [f"optim.decay={kind}", "optim.weight_decay=0.1"]), net)
+        optimizer = build_optimizer(load_config(None, [f"optim.decay={kind}", "optim.weight_decay=0.1"]).optim, net)
         before = {n: p.detach().clone() for n, p in net.named_parameters()}
         for p in net.parameters():
             p.grad = torch.zeros_like(p)

@@ -7,13 +7,17 @@ Rank 0 alone writes logs and checkpoints, all under ``out_dir``::
     out_dir/config.yaml     the resolved configuration
     out_dir/last.pt         full checkpoint (model, optimizer, scheduler, scaler, RNG, position)
     out_dir/best.pt         model of the best validation mIoU (no optimizer state)
-    out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps)
+    out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps), and
+                            loss_<term> for each term when the config's loss has several
     out_dir/metrics.csv     step, epoch, train_loss, lr, miou, miiou, category_miou, category_miiou
     out_dir/tensorboard/    the same scalars, when TensorBoard is installed
 
 ``train(..., resume=True)`` restarts from ``last.pt`` so that the following steps are
 those of an uninterrupted run: same batches and augmentations (``rtseg.training.sampling``),
 same generator states, same optimizer moments.
+
+The network may return its logits or, in training mode, a dict of them and extra outputs;
+the config's ``loss`` terms (``rtseg.training.losses``) say what each output is trained with.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from rtseg.training.config import TrainConfig, config_differences
 from rtseg.training.evaluator import build_eval_dataset, evaluate
 from rtseg.training.logs import CsvLog, TensorBoardLog
 from rtseg.training.losses import LossRecipe
+from rtseg.training.optimizer import build_optimizer, build_scheduler
 from rtseg.training.sampling import SeededDataset, SeededSampler
 
 LAST, BEST = "last.pt", "best.pt"
@@ -163,8 +168,8 @@ class Trainer:
         self.val_every = loop.val_every or self.steps_per_epoch
         self.checkpoint_every = loop.checkpoint_every or self.val_every
 
-        self.optimizer = _build_optimizer(cfg, self.model)
-        self.scheduler = _build_scheduler(cfg, self.optimizer, self.total_steps)
+        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=loop.precision == "fp16")
         self.ddp_model = self._wrap(self.model)
 
@@ -442,31 +447,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def decay_groups(model: nn.Module, decay: str, weight_decay: float) -> list[dict]:
-    """Optimizer parameter groups: ``all`` decays every parameter (one group); ``kernels`` only
-    the weights of convolutions, transposed convolutions and linear layers, as the authors' TF
-    code (``layers/utils.py``, ``variable_with_weight_decay``): batch-norm scales and shifts,
-    biases and PReLU slopes go to a group without decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if decay == "all":
-        return [{"params": params, "weight_decay": weight_decay}]
-    kernels = {id(module.weight) for module in model.modules()
-               if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and module.weight is not None}
-    groups = [{"params": [p for p in params if id(p) in kernels], "weight_decay": weight_decay},
-              {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0}]
-    return [group for group in groups if group["params"]]
-
-
-def _build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    groups = decay_groups(model, o.decay, o.weight_decay)
-    if o.name == "adam":  # weight_decay is the L2 term added to the gradient, as the paper's L2 loss
-        return torch.optim.Adam(groups, lr=o.lr, betas=o.betas)
-    if o.name == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
-
-
 def load_shared_tensors(model: nn.Module, state: dict, source: str) -> str:
     """Load the tensors ``model`` and ``state`` both have (``model.init_keys: shared``); a name in both
     with another shape is an error, so is a checkpoint that shares nothing. Returns what it did."""
@@ -489,12 +469,6 @@ def load_shared_tensors(model: nn.Module, state: dict, source: str) -> str:
 def _prefixes(keys: list[str]) -> str:
     names = dict.fromkeys(k.split(".")[0] for k in keys)
     return ", ".join(names) or "none"
-
-
-def _build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
-    if cfg.optim.schedule == "poly":  # lr * (1 - step / total) ** power, stepped every iteration
-        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=cfg.optim.poly_power)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 def _summary(results: dict | None) -> dict[str, Any] | None:
