@@ -1,4 +1,5 @@
-"""The engine's parts: sampling order, seeded augmentation, RNG capture, checkpoints, loss, logs, outputs."""
+"""The engine's parts: sampling order, seeded augmentation, RNG capture, checkpoints, logs, outputs
+(the loss terms: tests/test_losses.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
 from rtseg import checkpoint as ckpt
 from rtseg.training.logs import CsvLog, read_csv
-from rtseg.training.loss import weighted_cross_entropy
 from rtseg.training.sampling import SeededDataset, SeededSampler
 from rtseg.errors import RtsegError
 
@@ -104,18 +103,6 @@ def test_load_checkpoint_refuses_foreign_and_unsafe_files(tmp_path):
         ckpt.load_checkpoint(tmp_path / "pickle.pt")
     with pytest.raises(RtsegError, match="does not exist"):
         ckpt.load_checkpoint(tmp_path / "none.pt")
-
-
-def test_single_process_loss_is_torch_weighted_mean_cross_entropy():
-    logits = torch.randn(2, 19, 6, 8, requires_grad=True)
-    target = torch.randint(0, 19, (2, 6, 8))
-    target[0, :2] = 255
-    weight = torch.rand(19) + 0.5
-    loss, logged = weighted_cross_entropy(logits, target, weight)
-    reference = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
-    assert torch.allclose(loss, reference, atol=1e-6) and torch.allclose(logged, reference, atol=1e-6)
-    all_ignored, _ = weighted_cross_entropy(logits, torch.full_like(target, 255), weight)
-    assert all_ignored.item() == 0.0  # not NaN
 
 
 def test_csv_log_drops_rows_after_the_resumed_step(tmp_path):

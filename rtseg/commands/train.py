@@ -1,4 +1,4 @@
-"""``rtseg train CONFIG.yaml [--set key=value ...] [--resume] [--out DIR]``.
+"""``rtseg train CONFIG.yaml [--set key=value ...] [--resume] [--out DIR] [--dry-run]``.
 
 Also the entry point of distributed training: ``torchrun --nproc_per_node=N -m rtseg train ...``.
 """
@@ -12,6 +12,7 @@ from rtseg.checkpoint import load_checkpoint
 from rtseg.distributed import is_main_process
 from rtseg.errors import RtsegError
 from rtseg.training.config import TrainConfig, apply_override, load_config
+from rtseg.training.dry_run import DryRunReport, dry_run
 from rtseg.training.trainer import LAST, train
 
 
@@ -28,10 +29,19 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--out", help="output folder (default runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check that the config starts: one training step with random weights on a few "
+                             "synthetic images, nothing written")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        if args.resume:
+            raise RtsegError("--dry-run starts a config afresh; it does not go with --resume")
+        config = load_config(args.config, args.overrides)
+        print(format_dry_run(args.config or "the default recipe", dry_run(config)))
+        return 0
     if args.config:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -55,3 +65,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained {config.model.name} for {result.steps} steps; best val mIoU {best}")
         print(f"checkpoints: {result.last_checkpoint}" + (f", {result.best_checkpoint}" if result.best_checkpoint else ""))
     return 0
+
+
+def format_dry_run(name: str, report: DryRunReport) -> str:
+    height, width = report.crop
+    outputs = ", ".join(f"{k} {list(v)}" for k, v in report.outputs.items())
+    terms = " + ".join(f"{k} {v:.4f}" for k, v in report.terms.items())
+    decay = "; ".join(f"{wd:g} on {n} tensors ({values / 1e6:.2f}M values)" for wd, n, values in report.decay)
+    return "\n".join([
+        f"dry run of {name}: it starts (one training step on {report.device})",
+        f"  model      {report.model}, {report.parameters / 1e6:.2f}M parameters, random weights",
+        f"  data       {report.images} synthetic images, {height}x{width} crops",
+        f"  outputs    {outputs}",
+        f"  loss       {report.loss:.4f}" + (f" (terms before their weights: {terms})" if len(report.terms) > 1 else ""),
+        f"  decay      {decay}",
+        f"  replaced   {', '.join(report.replaced)}; nothing was written",
+    ])

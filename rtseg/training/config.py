@@ -1,18 +1,22 @@
 """The training configuration: typed dataclasses, read from YAML, overridden with ``--set``.
 
-A config file has four sections, each a dataclass below::
+A config file has five sections, each a dataclass below (``loss`` maps names to loss terms,
+``rtseg.training.losses``)::
 
     base: paper_recipe.yaml        # optional: a file (relative to this one) to inherit from
     model: {name: skipnet-mobilenet_v1, pretrained: true, options: {width: 1.0}}
     data:  {root: data/cityscapes, crop: [512, 1024]}
-    optim: {name: adam, lr: 1.0e-4, weight_decay: 5.0e-4}
+    optim: {name: adam, lr: 1.0e-4, weight_decay: 5.0e-4, decay: kernels}
+    loss:  {out: {type: cross_entropy, normalise: by_pixels}, aux: {type: ohem_cross_entropy, weight: 0.4}}
     train: {epochs: 200, batch_size: 4, precision: fp32}
+
+Every file inherits the defaults (the paper's recipe) key by key, as it inherits its ``base``.
 
 Every key is checked against the dataclasses: an unknown key or a value of the wrong type
 is refused with the key's dotted name. The checking is written here rather than taken from
 OmegaConf or pydantic (neither is a dependency; OmegaConf cannot type ``pretrained`` as
 "true or a path") and is small: the types used are bool, int, float, str, None, Literal,
-fixed-length tuples, dicts and nested dataclasses.
+fixed-length tuples, lists, dicts, nested dataclasses and the loss terms (a dataclass per ``type``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, Literal, Optional, Union
 
 from rtseg.errors import RtsegError
 from rtseg.options import TRAIN_PRECISIONS
+from rtseg.training.losses import CrossEntropy, LossTerm, term_class
 
 Precision = Literal[TRAIN_PRECISIONS]  # type: ignore[valid-type]  (Literal[("a", "b")] == Literal["a", "b"])
 
@@ -43,6 +48,9 @@ class ModelConfig:
     options: dict = field(default_factory=dict)
     # start from the weights of an earlier run (coarse pre-training -> fine-tuning)
     init_from: Optional[str] = None
+    # all: the checkpoint holds exactly this network's tensors; shared: load those both have (same
+    # name and shape) and keep the rest as initialised (ENet's decoder after its encoder stage)
+    init_keys: Literal["all", "shared"] = "all"
     sync_bn: bool = False  # SyncBatchNorm across processes (DDP only)
     # keep batch-norm layers in eval mode (running statistics frozen, affine still trained)
     freeze_bn: bool = False
@@ -83,6 +91,9 @@ class OptimConfig:
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-4
     weight_decay: float = 5e-4  # L2 (added to the gradient) for adam and sgd; decoupled for adamw
+    # which parameters decay: kernels (convolution, transposed-convolution and linear weights, as the
+    # authors' TF code) or all (batch-norm scales and shifts, biases and PReLU slopes too)
+    decay: Literal["kernels", "all"] = "kernels"
     momentum: float = 0.9  # sgd only
     betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw only
     schedule: Literal["constant", "poly"] = "constant"
@@ -110,6 +121,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # term name -> loss term; the paper's: ENet-weighted cross entropy over the labelled pixels,
+    # divided by their number as TF's default reduction does
+    loss: dict[str, LossTerm] = field(default_factory=lambda: {"out": CrossEntropy(normalise="by_pixels")})
     train: LoopConfig = field(default_factory=LoopConfig)
 
     def to_dict(self) -> dict:
@@ -149,6 +163,18 @@ class TrainConfig:
             raise RtsegError(f"{source}: optim.lr must be positive, got {self.optim.lr}")
         if self.data.root is None and self.data.synthetic is None:
             raise RtsegError(f"{source}: set data.root (a Cityscapes folder) or data.synthetic")
+        if self.optim.weight_decay < 0:
+            raise RtsegError(f"{source}: optim.weight_decay must be 0 or more, got {self.optim.weight_decay}")
+        if not self.loss:
+            raise RtsegError(f"{source}: loss has no terms (e.g. loss: {{out: {{type: cross_entropy}}}})")
+        for name, term in self.loss.items():
+            if not name.isidentifier():
+                raise RtsegError(f"{source}: loss term name {name!r} must be a plain word (letters, digits, _)")
+            term.check(f"{source}: loss.{name}")
+            weights = getattr(term, "class_weights", None)
+            if isinstance(weights, list) and len(weights) != self.model.num_classes:
+                raise RtsegError(f"{source}: loss.{name}.class_weights has {len(weights)} values for "
+                                 f"model.num_classes {self.model.num_classes}")
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -156,9 +182,11 @@ class TrainConfig:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a YAML config (following ``base:`` links), apply ``key=value`` overrides, check it.
 
-    ``path=None`` starts from the defaults (the paper's recipe).
+    ``path=None`` starts from the defaults (the paper's recipe); a file changes them key by key.
     """
-    data = read_yaml_with_base(Path(path)) if path is not None else {}
+    data = TrainConfig().to_dict()
+    if path is not None:
+        data = merge(data, read_yaml_with_base(Path(path)))
     source = str(path) if path is not None else "config"
     for item in overrides:
         apply_override(data, item)
@@ -193,14 +221,30 @@ def merge(base: dict, update: dict) -> dict:
     """Recursive dict merge; mappings merge key by key, anything else replaces.
 
     ``model.options`` is replaced whole, not merged: options of one model rarely fit another.
+    In ``loss``, a term that names a ``type`` replaces the inherited term of that name whole (the
+    options of one kind do not fit another), one without merges into it, and ``null`` removes it.
     """
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
+        if key == "loss" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_terms(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
             out[key] = merge(out[key], value)
         else:
             out[key] = value
     _clear_alternative(out.get("train"), update.get("train"))
+    return out
+
+
+def _merge_terms(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for name, term in update.items():
+        if term is None:
+            out.pop(name, None)
+        elif isinstance(term, dict) and "type" not in term and isinstance(out.get(name), dict):
+            out[name] = {**out[name], **term}
+        else:
+            out[name] = term
     return out
 
 
@@ -262,6 +306,8 @@ def _build(cls: type, data: Any, prefix: str, source: str):
 def _check(hint: Any, value: Any, key: str, source: str) -> Any:
     """Return ``value`` converted to ``hint`` (lists -> tuples, ints -> floats) or raise."""
     origin = typing.get_origin(hint)
+    if hint is LossTerm:  # one dataclass per loss type
+        return _build(term_class(value, key, source), value, f"{key}.", source)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{key}.", source)
     if origin in (Union, types.UnionType):
@@ -289,9 +335,17 @@ def _check(hint: Any, value: Any, key: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise _type_error(key, value, _type_name(hint), source)
         return tuple(_check(a, v, f"{key}[{i}]", source) for i, (a, v) in enumerate(zip(args, value)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, value, _type_name(hint), source)
+        (item,) = typing.get_args(hint)
+        return [_check(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
             raise _type_error(key, value, "a mapping", source)
+        args = typing.get_args(hint)
+        if args and args[1] is not Any:  # typed values; a null entry is dropped (a removed loss term)
+            return {str(k): _check(args[1], v, f"{key}.{k}", source) for k, v in value.items() if v is not None}
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -326,6 +380,8 @@ def _type_name(hint: Any) -> str:
     if origin is tuple:
         return f"a list of {len(typing.get_args(hint))} " + "/".join(
             dict.fromkeys(_type_name(a).removeprefix("a ").removeprefix("an ") + "s" for a in typing.get_args(hint)))
+    if origin is list:
+        return "a list of " + _type_name(typing.get_args(hint)[0]).removeprefix("a ").removeprefix("an ") + "s"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
             type(None): "null", dict: "a mapping"}.get(hint, getattr(hint, "__name__", str(hint)))
 

@@ -7,13 +7,17 @@ Rank 0 alone writes logs and checkpoints, all under ``out_dir``::
     out_dir/config.yaml     the resolved configuration
     out_dir/last.pt         full checkpoint (model, optimizer, scheduler, scaler, RNG, position)
     out_dir/best.pt         model of the best validation mIoU (no optimizer state)
-    out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps)
+    out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps), and
+                            loss_<term> for each term when the config's loss has several
     out_dir/metrics.csv     step, epoch, train_loss, lr, miou, miiou, category_miou, category_miiou
     out_dir/tensorboard/    the same scalars, when TensorBoard is installed
 
 ``train(..., resume=True)`` restarts from ``last.pt`` so that the following steps are
 those of an uninterrupted run: same batches and augmentations (``rtseg.training.sampling``),
 same generator states, same optimizer moments.
+
+The network may return its logits or, in training mode, a dict of them and extra outputs;
+the config's ``loss`` terms (``rtseg.training.losses``) say what each output is trained with.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from rtseg.runtime import autocast, check_precision, resolve_device
 from rtseg.training.config import TrainConfig, config_differences
 from rtseg.training.evaluator import build_eval_dataset, evaluate
 from rtseg.training.logs import CsvLog, TensorBoardLog
-from rtseg.training.loss import weighted_cross_entropy
+from rtseg.training.losses import LossRecipe
+from rtseg.training.optimizer import build_optimizer, build_scheduler
 from rtseg.training.sampling import SeededDataset, SeededSampler
 
 LAST, BEST = "last.pt", "best.pt"
@@ -64,6 +69,14 @@ RESUMABLE_CHANGES = {"data.root", "data.workers", "data.val_limit", "train.devic
 
 class NonFiniteLossError(RtsegError):
     """The loss became NaN or infinite: the run stops, the last good checkpoint stays."""
+
+
+@dataclass
+class StepResult:
+    loss: float                # the global weighted sum of the loss terms
+    lr: float                  # the learning rate the step used
+    terms: dict[str, float]    # each term's global value, before its weight
+    outputs: dict[str, tuple[int, ...]]  # the shapes of what the network returned
 
 
 @dataclass
@@ -141,7 +154,10 @@ class Trainer:
         self.model = self._build_model()
         mean, std = model_normalisation(self.model)
         self.train_set, self.val_set = self._build_datasets(mean, std)
-        self.class_weights = self._class_weights()
+        self.loss = LossRecipe(cfg.loss, info=info)
+        # Only terms that weigh classes by data.class_weights need the pass over the labels.
+        self.class_weights = self._class_weights() if self.loss.needs_class_weights else None
+        self.loss.class_weights = self.class_weights
 
         self.sampler = SeededSampler(self.train_set, seed=loop.seed, rank=info.rank, world_size=info.world_size)
         self.steps_per_epoch = self.sampler.epoch_length // self.batch_per_rank
@@ -152,8 +168,8 @@ class Trainer:
         self.val_every = loop.val_every or self.steps_per_epoch
         self.checkpoint_every = loop.checkpoint_every or self.val_every
 
-        self.optimizer = _build_optimizer(cfg, self.model.parameters())
-        self.scheduler = _build_scheduler(cfg, self.optimizer, self.total_steps)
+        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=loop.precision == "fp16")
         self.ddp_model = self._wrap(self.model)
 
@@ -163,7 +179,7 @@ class Trainer:
             self._restore(self.resume_state)
         resume_step = self.step if self.resume_state is not None else None
         if info.is_main:
-            self.steps_log = CsvLog(self.out_dir / "steps.csv", STEP_FIELDS, resume_step)
+            self.steps_log = CsvLog(self.out_dir / "steps.csv", STEP_FIELDS + self._term_fields(), resume_step)
             self.metrics_log = CsvLog(self.out_dir / "metrics.csv", METRIC_FIELDS, resume_step)
             self.tensorboard = TensorBoardLog(self.out_dir / "tensorboard", purge_step=resume_step)
             self.logs = [self.steps_log, self.metrics_log, self.tensorboard]
@@ -180,8 +196,17 @@ class Trainer:
             if info.is_main:
                 barrier(info)
         if mcfg.init_from and self.resume_state is None:
+            if not Path(mcfg.init_from).is_file():
+                raise RtsegError(f"model.init_from {mcfg.init_from} does not exist: it is the checkpoint of the run "
+                                 "this one continues (train that config first, or pass --set model.init_from=PATH)")
             state = ckpt.load_checkpoint(mcfg.init_from)
-            fit_state_dict(model, state["model"], f"model.init_from {mcfg.init_from}")
+            source = f"model.init_from {mcfg.init_from}"
+            if mcfg.init_keys == "all":
+                fit_state_dict(model, state["model"], source)
+            else:
+                note = load_shared_tensors(model, state["model"], source)
+                if info.is_main:
+                    print(f"rtseg train: {note}", file=sys.stderr)
         if mcfg.sync_bn and info.enabled:
             if self.device.type != "cuda":
                 raise RtsegError("model.sync_bn needs CUDA devices (SyncBatchNorm has no CPU kernel); "
@@ -254,10 +279,11 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "step": self.step, "epoch": self.step // self.steps_per_epoch,
             "config": self.config.to_dict(),
-            "class_weights": self.class_weights.cpu(),
             "best_miou": self.best_miou,
             "metrics": _summary(self.last_metrics),
         }
+        if self.class_weights is not None:
+            state["class_weights"] = self.class_weights.cpu()
         if full:
             state.update({
                 "optimizer": self.optimizer.state_dict(),
@@ -300,16 +326,20 @@ class Trainer:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
             self.sampler.set_epoch(epoch, skip=skip * self.batch_per_rank)
             for batch in self._loader():
-                loss, lr = self._train_step(batch)
+                result = self._train_step(batch)
+                loss, lr = result.loss, result.lr
                 self.step += 1
                 self.loss_sum += loss
                 self.loss_count += 1
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", epoch=epoch, refresh=False)
                 bar.update(1)
                 if self.info.is_main and (self.step % loop.log_every == 0 or self.step == self.total_steps):
-                    row = {"step": self.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": self._seconds()}
+                    terms = {f"loss_{name}": value for name, value in result.terms.items()} if self._term_fields() else {}
+                    row = {"step": self.step, "epoch": epoch, "loss": loss, "lr": lr, "seconds": self._seconds(), **terms}
                     self.steps_log.write(row)
-                    self.tensorboard.scalars({"train/loss": loss, "train/lr": lr}, self.step)
+                    self.tensorboard.scalars({"train/loss": loss, "train/lr": lr,
+                                              **{f"train/{k.replace('_', '/', 1)}": v for k, v in terms.items()}},
+                                             self.step)
                 self._after_step(epoch, lr)
                 if self.step >= self.total_steps:
                     break
@@ -332,16 +362,24 @@ class Trainer:
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
-    def _train_step(self, batch: dict) -> tuple[float, float]:
+    def _term_fields(self) -> tuple[str, ...]:
+        """steps.csv columns of the single terms, when the loss has more than one."""
+        names = tuple(self.config.loss)
+        return tuple(f"loss_{name}" for name in names) if len(names) > 1 else ()
+
+    def _train_step(self, batch: dict) -> StepResult:
         loop = self.config.train
         self._set_train_mode()
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         lr = float(self.scheduler.get_last_lr()[0])
         with autocast(loop.precision, self.device):
-            logits = self.ddp_model(images)
-        loss, logged = weighted_cross_entropy(logits, labels, self.class_weights, self.info)
-        value = float(logged)
+            outputs = self.ddp_model(images)
+        # the main logits, or in training mode a dict of them and the network's extra outputs;
+        # the config's loss terms say which output each reads
+        loss, value, terms = self.loss(outputs, labels)
+        shapes = {name: tuple(t.shape) for name, t in (outputs.items() if isinstance(outputs, dict)
+                                                       else {"out": outputs}.items())}
         if not math.isfinite(value):
             last = self.out_dir / LAST
             kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
@@ -356,7 +394,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return value, lr
+        return StepResult(value, lr, terms, shapes)
+
+    def dry_run(self) -> StepResult:
+        """Set everything up as ``run`` does, then train one step on the first batch (``rtseg.training.dry_run``)."""
+        self._setup()
+        self.started = time.perf_counter()
+        self.sampler.set_epoch(0)
+        return self._train_step(next(iter(self._loader())))
 
     def _after_step(self, epoch: int, lr: float) -> None:
         validate = self.val_set is not None and (self.step % self.val_every == 0 or self.step == self.total_steps)
@@ -402,19 +447,28 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def _build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "adam":  # weight_decay is the L2 term added to the gradient, as the paper's L2 loss
-        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+def load_shared_tensors(model: nn.Module, state: dict, source: str) -> str:
+    """Load the tensors ``model`` and ``state`` both have (``model.init_keys: shared``); a name in both
+    with another shape is an error, so is a checkpoint that shares nothing. Returns what it did."""
+    own = model.state_dict()
+    shared = sorted(set(own) & set(state))
+    wrong = [k for k in shared if own[k].shape != state[k].shape]
+    if wrong:
+        raise RtsegError(f"{source}: tensors with another shape than in {type(model).__name__}: "
+                         f"{', '.join(wrong[:8])}")
+    if not shared:
+        raise RtsegError(f"{source} shares no tensor with {type(model).__name__}: not a stage of this network")
+    model.load_state_dict({**own, **{k: state[k] for k in shared}}, strict=True)
+    fresh = sorted(set(own) - set(state))
+    dropped = sorted(set(state) - set(own))
+    return (f"{source}: loaded {len(shared)} of the network's {len(own)} tensors; "
+            f"{len(fresh)} start as initialised ({_prefixes(fresh)}), "
+            f"{len(dropped)} of the checkpoint are not used ({_prefixes(dropped)})")
 
 
-def _build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
-    if cfg.optim.schedule == "poly":  # lr * (1 - step / total) ** power, stepped every iteration
-        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=cfg.optim.poly_power)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+def _prefixes(keys: list[str]) -> str:
+    names = dict.fromkeys(k.split(".")[0] for k in keys)
+    return ", ".join(names) or "none"
 
 
 def _summary(results: dict | None) -> dict[str, Any] | None:

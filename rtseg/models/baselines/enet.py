@@ -16,6 +16,15 @@ encoder.lua`` and ``decoder.lua``), which fixes what the paper leaves open:
   branch up-samples by a 3x3 stride-2 transposed convolution; no dropout in the decoder;
 - a 2x2 stride-2 transposed convolution to classes.
 
+``encoder_only=True`` is ENet's first training stage (the paper trains the encoder first, to
+classify down-sampled regions of the image; ``train/models/encoder.lua``):
+the encoder and a 1x1 convolution to classes at 1/8 of the input. In training mode it returns
+those 1/8 logits, which the recipe compares with labels down-sampled to them (the loss term's
+``resize: nearest_labels``, as e-lab's loader scales the labels with ``'simple'``); in eval mode
+it up-samples them bilinearly to the input. ``decoder.lua`` then drops the 1x1 convolution and
+appends the decoder; the whole network starts from the encoder stage's checkpoint with
+``model.init_keys: shared`` (``configs/enet_recipe-encoder.yaml``, ``configs/enet_recipe.yaml``).
+
 One departure, on purpose: the Torch decoder uses ReLU where the encoder uses PReLU. We use
 PReLU everywhere (the paper's description, and what this project asked for);
 ``decoder_relu=True`` gives the Torch code's ReLU (same FLOPs, 336 fewer parameters).
@@ -166,9 +175,10 @@ class ENet(SegmentationNetwork):
     """ENet for ``num_classes`` classes, trained from scratch (ImageNet normalisation, as the
     PyTorch ports train it); a trained ENet loads with ``create_model("enet", weights=PATH)``."""
 
-    def __init__(self, num_classes: int = 19, decoder_relu: bool = False,
+    def __init__(self, num_classes: int = 19, decoder_relu: bool = False, encoder_only: bool = False,
                  pretrained: bool | str | Path | None = None):
         super().__init__("enet", num_classes)
+        self.encoder_only = encoder_only
         self.initial = InitialBlock(3, 16)
         # Stage 1 (dropout 0.01), then stages 2 and 3 (0.1), as in the Torch code.
         self.down1 = DownsamplingBottleneck(16, 64, 0.01)
@@ -176,11 +186,14 @@ class ENet(SegmentationNetwork):
         self.down2 = DownsamplingBottleneck(64, 128, 0.1)
         self.stage2 = self._dilated_stage()
         self.stage3 = self._dilated_stage()
-        self.up4 = UpsamplingBottleneck(128, 64, decoder_relu)
-        self.stage4 = nn.Sequential(DecoderBottleneck(64, decoder_relu), DecoderBottleneck(64, decoder_relu))
-        self.up5 = UpsamplingBottleneck(64, 16, decoder_relu)
-        self.stage5 = DecoderBottleneck(16, decoder_relu)
-        self.classifier = nn.ConvTranspose2d(16, num_classes, 2, stride=2)
+        if encoder_only:  # encoder.lua's last layer: SpatialConvolution(128, #classes, 1, 1)
+            self.encoder_classifier = nn.Conv2d(128, num_classes, 1)
+        else:
+            self.up4 = UpsamplingBottleneck(128, 64, decoder_relu)
+            self.stage4 = nn.Sequential(DecoderBottleneck(64, decoder_relu), DecoderBottleneck(64, decoder_relu))
+            self.up5 = UpsamplingBottleneck(64, 16, decoder_relu)
+            self.stage5 = DecoderBottleneck(16, decoder_relu)
+            self.classifier = nn.ConvTranspose2d(16, num_classes, 2, stride=2)
         if pretrained:
             raise RtsegError("enet has no ImageNet weights (it is trained from scratch); "
                              "load a trained ENet with weights='path/to/enet.pth'")
@@ -201,6 +214,9 @@ class ENet(SegmentationNetwork):
         x2 = self.stage1(x2)
         x3, indices2 = self.down2(x2)
         x3 = self.stage3(self.stage2(x3))
+        if self.encoder_only:
+            coarse = self.encoder_classifier(x3)
+            return coarse if self.training else F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
         y = self.stage4(self.up4(x3, indices2, x2.shape[-2:]))
         y = self.stage5(self.up5(y, indices1, x1.shape[-2:]))
         return fit_to(self.classifier(y), size)
