@@ -22,6 +22,7 @@ Layouts: ``rtseg.data.cityscapes``, ``rtseg.data.camvid``, ``rtseg.data.folder``
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from rtseg.data.decode_cache import DecodeCache
 from rtseg.data.io import read_image, read_label_png
 from rtseg.errors import RtsegError
 
@@ -232,13 +234,26 @@ class DatasetLayout:
         """Extra full-size targets the dataset's scores need (Cityscapes: label and instance ids)."""
         return {}
 
-    def class_counts(self, stored: np.ndarray) -> np.ndarray:
-        """Pixels per class id (0..C-1) of one stored label map (ignored and invalid values dropped)."""
+    def histogram(self, stored: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """``(pixels per class id 0..C-1, stored values outside the class set)`` of one label map,
+        from one ``bincount`` (ignored values are dropped)."""
         table = self._lookup()[0]
-        counts = np.bincount(stored.ravel(), minlength=len(table) if stored.dtype != np.uint8 else 256)
+        flat = stored.ravel()
+        if flat.size and int(flat.min()) < 0:
+            return np.zeros(self.info.num_classes, np.int64), sorted({int(v) for v in flat[flat < 0]})
+        counts = np.bincount(flat, minlength=256)
+        over = counts[len(table):]
+        counts = counts[: len(table)]
         classes = table[: len(counts)]
-        keep = (classes >= 0) & (classes < self.info.num_classes)
-        return np.bincount(classes[keep], weights=counts[keep], minlength=self.info.num_classes).astype(np.int64)
+        invalid = [int(v) for v in np.flatnonzero((classes < 0) & (counts > 0))]
+        invalid += [len(table) + int(v) for v in np.flatnonzero(over)]
+        keep = (classes >= 0) & (classes < self.info.num_classes) & (counts > 0)
+        pixels = np.bincount(classes[keep], weights=counts[keep], minlength=self.info.num_classes)
+        return pixels.astype(np.int64), invalid
+
+    def table_digest(self) -> str:
+        """Changes when what stored values mean changes (a dataset.yaml edit): part of cache keys."""
+        return hashlib.sha256(self._lookup()[0].tobytes() + repr(self.info.to_dict()).encode()).hexdigest()[:16]
 
     def cache_key(self, split: str) -> dict:
         return {"root": str(self.root.resolve()), "split": split, "annotation": self.kind}
@@ -279,13 +294,16 @@ class SegmentationDataset(Dataset):
     ``dataset[i]`` is a dict: ``image`` (normalised float 3xHxW through a torchvision
     ``transforms(image, label)``; scaled to 0..1 without transforms; uint8 from an
     ``ArrayTransform``, normalised on the device), ``label`` int64 HxW class ids (255 = ignore),
-    ``name`` and ``path``. ``eval_targets=True`` adds the layout's evaluation targets. An
+    ``name`` and ``path``. ``eval_targets=True`` adds the layout's evaluation targets. ``cache``:
+a folder where decoded files are kept between epochs (``rtseg.data.decode_cache``). An
     unlabelled split (Cityscapes test) yields ``image``, ``name`` and ``path`` only.
     """
 
     def __init__(self, layout: DatasetLayout, split: str = "train",
-                 transforms: Callable[..., Any] | None = None, eval_targets: bool = False):
+                 transforms: Callable[..., Any] | None = None, eval_targets: bool = False,
+                 cache: str | os.PathLike | None = None):
         self.layout, self.info = layout, layout.info
+        self.cache = DecodeCache(cache) if cache is not None else None
         self.root, self.split = str(layout.root), split
         self.transforms, self.eval_targets = transforms, eval_targets
         self.labelled = all(layout.is_labelled(p) for p in split_parts(split))
@@ -304,10 +322,11 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         item: dict[str, Any] = {"name": sample.name, "path": sample.image}
-        image = read_image(sample.image)
+        image = self.cache.load(sample.image, read_image) if self.cache else read_image(sample.image)
         stored = label = None
         if self.labelled:
-            stored = self.layout.read_stored(sample.label)
+            stored = self.cache.load(sample.label, self.layout.read_stored) if self.cache else \
+                self.layout.read_stored(sample.label)
             label = self.layout.decode_label(stored, sample.label)
             if label.shape != image.shape[:2]:
                 raise RtsegError(f"label file {sample.label} is {label.shape[1]}x{label.shape[0]} "
@@ -318,7 +337,8 @@ class SegmentationDataset(Dataset):
             item.update(self.transforms(image, label))
             return item
         # contiguous CHW: torchvision's resize is 3x faster on it than on a permuted view
-        tensor = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        pixels = image if image.flags.writeable else np.array(image)  # a cached (mapped) file is read-only
+        tensor = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
         mask = tv_tensors.Mask(torch.from_numpy(label)) if label is not None else None
         if self.transforms is not None:
             tensor, mask = self.transforms(tensor, mask)

@@ -159,7 +159,9 @@ class FolderLayout(DatasetLayout):
 
     def split_names(self) -> tuple[str, ...]:
         folder = self.root / IMAGES_DIR
-        return tuple(sorted(p.name for p in folder.iterdir() if p.is_dir())) if folder.is_dir() else ()
+        names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        usual = ("train", "val", "test")
+        return tuple(sorted(names, key=lambda n: (usual.index(n) if n in usual else len(usual), n)))
 
     def scan(self, split: str) -> SplitFiles:
         image_dir, label_dir = self.root / IMAGES_DIR / split, self.root / LABELS_DIR / split

@@ -3,7 +3,8 @@
 * ``read_image(path)`` -> ``HxWx3`` uint8 RGB array, whatever the file's mode;
 * ``read_label_png(path)`` -> the single-channel integers as stored (8- or 16-bit; a palette
   PNG gives its indices, which is what Pascal-VOC-style label files mean);
-* ``write_png(path, array)`` -> an RGB(A), grey or 16-bit PNG, written atomically;
+* ``write_png(path, array)`` -> an RGB(A), grey or 16-bit PNG, written atomically; ``write_jpeg``
+  and ``write_palette_png`` (ids as a palette PNG's indices) likewise;
 * ``list_images(source)`` -> every image file of a file or a folder (recursively).
 
 Decoding is OpenCV's (libpng, libjpeg-turbo) where it gives what Pillow gives: 8-bit images
@@ -120,6 +121,33 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
         raise RtsegError(f"could not encode {path} as PNG ({array.dtype}, shape {array.shape})")
     with atomic_open(path, "wb") as handle:
         handle.write(data.tobytes())
+    return path
+
+
+def write_jpeg(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> Path:
+    """Write an ``HxWx3`` uint8 RGB array as a JPEG (OpenCV's libjpeg-turbo), atomically."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV encodes every HxWx3 uint8 array
+        raise RtsegError(f"could not encode {path} as JPEG (shape {rgb.shape})")
+    with atomic_open(path, "wb") as handle:
+        handle.write(data.tobytes())
+    return path
+
+
+def write_palette_png(path: str | os.PathLike, ids: np.ndarray, palette: np.ndarray) -> Path:
+    """Write ``HxW`` uint8 ids as a palette-mode PNG (the stored indices are the ids, as Pascal
+    VOC's labels; ``palette``: up to 256 RGB colours), atomically. Pillow: OpenCV writes no palettes."""
+    from PIL import Image
+
+    path = Path(path)
+    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="P")
+    image.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG")
     return path
 
 
