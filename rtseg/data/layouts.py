@@ -17,7 +17,7 @@ from pathlib import Path
 from rtseg.data.camvid import CAMVID, CamVidLayout, is_camvid
 from rtseg.data.cityscapes import CITYSCAPES, IMAGE_DIR, CityscapesLayout, misplaced_root
 from rtseg.data.dataset import DatasetInfo, DatasetLayout
-from rtseg.data.folder import DATASET_FILE, IMAGES_DIR, LABELS_DIR, FolderLayout, is_folder_dataset
+from rtseg.data.folder import DATASET_FILE, IMAGES_DIR, LABELS_DIR, FolderLayout, default_palette, is_folder_dataset
 from rtseg.errors import RtsegError
 
 LAYOUTS: dict[str, type[DatasetLayout]] = {"cityscapes": CityscapesLayout, "camvid": CamVidLayout,
@@ -66,6 +66,18 @@ def dataset_info(name: str) -> DatasetInfo:
         raise RtsegError(f"dataset {name!r} has no built-in description (known: {', '.join(KNOWN_INFO)}); "
                          "a folder dataset is described by its dataset.yaml: give its root")
     return KNOWN_INFO[name]
+
+
+def checkpoint_dataset(state: dict | None, num_classes: int) -> DatasetInfo:
+    """The dataset a checkpoint was trained on (its ``dataset`` entry). Checkpoints from before
+    datasets had descriptions: Cityscapes for 19 classes, numbered classes otherwise."""
+    described = (state or {}).get("dataset")
+    if described:
+        return DatasetInfo.from_dict(described, "the checkpoint's dataset entry")
+    if num_classes == CITYSCAPES.num_classes:
+        return CITYSCAPES
+    return DatasetInfo(name="unnamed", class_names=tuple(f"class {i}" for i in range(num_classes)),
+                       colors=default_palette(num_classes))
 
 
 def _not_a_dataset(path: Path) -> str:
