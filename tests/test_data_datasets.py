@@ -222,3 +222,19 @@ def test_eval_dataset_of_any_layout_has_full_size_labels(folder):
     item = ds[1]
     assert item["image"].shape == (3, 32, 64) and item["label"].shape == (48, 96)
     assert item["label"].dtype == torch.int64
+
+
+def test_synth_command_writes_every_layout_and_refuses_cityscapes_only_options(tmp_path, capsys):
+    from rtseg.cli import main
+
+    for layout in ("camvid", "folder"):
+        assert main(["synth", str(tmp_path / layout), "--layout", layout, "--train", "2", "--val", "1", "--test", "1",
+                     "--size", "32x64", "--preview", str(tmp_path / f"{layout}.png")]) == 0
+        assert f"in the {layout} layout" in capsys.readouterr().out
+        assert detect_layout(tmp_path / layout) == layout
+        assert len(SegmentationDataset(open_dataset(tmp_path / layout), "train+val+test")) == 4
+        preview = np.asarray(Image.open(tmp_path / f"{layout}.png").convert("RGB"))
+        assert preview.shape[0] > 32
+    assert main(["synth", str(tmp_path / "x"), "--layout", "camvid", "--coarse"]) == 2
+    err = capsys.readouterr().err
+    assert "Cityscapes layout only" in err and err.count("\n") == 1
