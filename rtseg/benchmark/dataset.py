@@ -1,4 +1,5 @@
-"""The data a benchmark runs on: a Cityscapes folder as given, or the synthetic one it generates.
+"""The data a benchmark runs on: a dataset folder as given (Cityscapes, CamVid or a folder
+dataset, through ``rtseg.data.layouts``), or the synthetic Cityscapes it generates.
 
 Without ``--data`` the study generates the synthetic Cityscapes under ``DIR/data`` once, and
 again only when the wanted set (sizes, counts, coarse annotations) changed; a marker file
@@ -15,7 +16,8 @@ from PIL import Image
 
 from rtseg.benchmark.results import read_json, write_json
 from rtseg.benchmark.schedule import QuickSchedule
-from rtseg.data.cityscapes import check_root, split_image_files
+from rtseg.data.dataset import DatasetInfo, DatasetLayout
+from rtseg.data.layouts import open_dataset
 from rtseg.data.synthetic import generate_synthetic_cityscapes
 from rtseg.errors import RtsegError
 
@@ -28,28 +30,42 @@ MARKER = ".complete"
 class StudyData:
     root: Path
     synthetic: dict | None  # what was generated (None: the user's folder)
+    layout: DatasetLayout | None = None  # the user's dataset (None: the synthetic Cityscapes, opened on use)
+
+    def dataset(self) -> DatasetLayout:
+        return self.layout if self.layout is not None else open_dataset(self.root, "cityscapes")
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.dataset().info
+
+    @property
+    def kind(self) -> str:
+        return self.layout.kind if self.layout is not None else "cityscapes"
 
     @property
     def has_coarse(self) -> bool:
-        return bool(self.synthetic["coarse"]) if self.synthetic else (self.root / "gtCoarse").is_dir()
+        if self.synthetic:
+            return bool(self.synthetic["coarse"])
+        return self.kind == "cityscapes" and (self.root / "gtCoarse").is_dir()
 
     def count_images(self, split: str) -> int:
         if self.synthetic:
             return int(self.synthetic[split])
-        return max(1, len(split_image_files(self.root, split)))
-
-    def image_height(self) -> int:
-        """Height of the first training image (1024 for Cityscapes): ``--quick`` scales from it."""
-        if self.synthetic:
-            return int(self.synthetic["size"][0])
-        first = next(iter(split_image_files(self.root, "train")), None)
-        if first is None:
-            return 1024
-        with Image.open(first) as image:
-            return image.height
+        return max(1, len(self.dataset().image_files(split)))
 
     def image_size(self) -> tuple[int, int]:
-        return tuple(self.synthetic["size"]) if self.synthetic else (1024, 2048)
+        """Size of the first training image (1024x2048 for Cityscapes): ``--quick`` scales from it."""
+        if self.synthetic:
+            return tuple(self.synthetic["size"])
+        first = next(iter(self.dataset().image_files("train")), None)
+        if first is None:
+            return (1024, 2048)
+        with Image.open(first) as image:
+            return image.height, image.width
+
+    def image_height(self) -> int:
+        return int(self.image_size()[0])
 
 
 def synthetic_spec(quick: bool, schedule: QuickSchedule, coarse: bool) -> dict:
@@ -62,8 +78,9 @@ def synthetic_spec(quick: bool, schedule: QuickSchedule, coarse: bool) -> dict:
     return spec
 
 
-def user_data(root: str | Path) -> StudyData:
-    return StudyData(check_root(root), None)
+def user_data(root: str | Path, dataset: str | None = None) -> StudyData:
+    layout = open_dataset(root, dataset)
+    return StudyData(layout.root, None, layout)
 
 
 def prepare_synthetic(root: Path, spec: dict, progress: bool = True,

@@ -4,14 +4,14 @@
   better); the Pareto front (the models no other model beats on both axes) is joined by a
   line and its points are filled.
 * ``qualitative_figure``: like the paper's Figure 3, for a few validation images: the
-  input, the ground truth and each model's prediction, in the Cityscapes colours.
+  input, the ground truth and each model's prediction, in the dataset's colours.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -89,8 +89,9 @@ def pareto_plot(labels: Sequence[str], xs: Sequence[float], ys: Sequence[float],
 
 
 def qualitative_figure(rows: Sequence[dict], model_labels: Sequence[str], path: str | Path,
-                       max_width_px: int = 512) -> Path:
-    """``rows``: per image ``{"name", "image": RGB array, "label": train ids, "predictions": [train ids per model]}``.
+                       colorize: Callable[[np.ndarray], np.ndarray] = colorize, max_width_px: int = 512) -> Path:
+    """``rows``: per image ``{"name", "image": RGB array, "label": class ids, "predictions": [class ids per model]}``;
+    ``colorize``: class ids -> RGB (the dataset's ``DatasetInfo.colorize``; Cityscapes' by default).
 
     One column per image; rows: the input, the ground truth, then one per model
     (``model_labels``), so a dozen models still fit the page width. Pixels the ground truth

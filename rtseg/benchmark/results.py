@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 from rtseg import __version__
 from rtseg.atomic import atomic_open
-from rtseg.data.labels import CLASS_NAMES
+from rtseg.data.cityscapes import CITYSCAPES
+from rtseg.data.dataset import DatasetInfo
 from rtseg.errors import RtsegError
 from rtseg.profiling.hardware import describe
 
@@ -36,7 +37,6 @@ FORMAT = "rtseg-benchmark"
 VERSION = 1
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 STAGES = ("train", "evaluate", "cost", "speed")
-SUMMARY_KEYS = ("miou", "miiou", "category_miou", "category_miiou")
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
@@ -103,26 +103,33 @@ def write_stage(out_dir: Path, key: str, stage: str, inputs: dict, result: dict)
 
 # --- the combined results -----------------------------------------------------------------
 
-CSV_FIELDS_HEAD = ("key", "model", "decoder", "encoder", "coarse", *SUMMARY_KEYS)
+CSV_FIELDS_HEAD = ("key", "model", "decoder", "encoder", "coarse")
 CSV_FIELDS_TAIL = ("params", "gflops_512x1024", "gflops_360x640", "fps", "fps_model", "latency_ms",
                    "latency_model_ms", "speed_size", "engine", "precision", "device", "threads",
                    "train_steps", "train_seconds", "checkpoint")
 
 
-def csv_fields() -> list[str]:
-    return [*CSV_FIELDS_HEAD, *(f"iou_{name.replace(' ', '_')}" for name in CLASS_NAMES), *CSV_FIELDS_TAIL]
+def results_dataset(results: dict) -> DatasetInfo:
+    """The dataset a study ran on (``settings.dataset``); results from before it was recorded: Cityscapes."""
+    described = (results.get("settings") or {}).get("dataset")
+    return DatasetInfo.from_dict(described, "results.json's settings.dataset") if described else CITYSCAPES
 
 
-def csv_row(model: dict) -> dict:
+def csv_fields(dataset: DatasetInfo = CITYSCAPES) -> list[str]:
+    return [*CSV_FIELDS_HEAD, *dataset.score_keys, *(f"iou_{name.replace(' ', '_')}" for name in dataset.class_names),
+            *CSV_FIELDS_TAIL]
+
+
+def csv_row(model: dict, dataset: DatasetInfo = CITYSCAPES) -> dict:
     """One model's record (``results["models"][i]``) as a flat CSV row (scores as fractions)."""
     evaluation = model.get("evaluate") or {}
     cost = model.get("cost") or {}
     speed = model.get("speed") or {}
     train = model.get("train") or {}
     row = {k: model.get(k) for k in ("key", "model", "decoder", "encoder", "coarse")}
-    row.update({k: evaluation.get(k) for k in SUMMARY_KEYS})
+    row.update({k: evaluation.get(k) for k in dataset.score_keys})
     class_iou = evaluation.get("class_iou") or {}
-    row.update({f"iou_{name.replace(' ', '_')}": class_iou.get(name) for name in CLASS_NAMES})
+    row.update({f"iou_{name.replace(' ', '_')}": class_iou.get(name) for name in dataset.class_names})
     row.update({
         "params": cost.get("params"),
         "gflops_512x1024": (cost.get("gflops") or {}).get("512x1024"),
@@ -137,12 +144,12 @@ def csv_row(model: dict) -> dict:
     return row
 
 
-def write_csv(path: str | Path, models: list[dict]) -> None:
+def write_csv(path: str | Path, models: list[dict], dataset: DatasetInfo = CITYSCAPES) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=csv_fields(), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=csv_fields(dataset), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for model in models:
-        writer.writerow({k: "" if v is None else v for k, v in csv_row(model).items()})
+        writer.writerow({k: "" if v is None else v for k, v in csv_row(model, dataset).items()})
     write_atomic(path, buffer.getvalue())
 
 

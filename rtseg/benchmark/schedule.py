@@ -2,7 +2,8 @@
 
 Full study: ``configs/<model>.yaml`` (the Table 1 recipe), or for a coarse entry the pair
 ``configs/<model>-coarse.yaml`` then ``configs/<model>-coarse-fine.yaml``; a model without a
-config of its own gets ``configs/paper_recipe.yaml`` with its name. ``--quick`` keeps the
+config of its own gets ``configs/paper_recipe.yaml`` with its name. On another dataset,
+``configs/<dataset>-<model>.yaml`` (``camvid-skipnet-mobilenet_v1.yaml``) comes first. ``--quick`` keeps the
 same models and loss but cuts the schedule to fit a few minutes on a CPU; ``QUICK`` lists
 every cut, and the report and ``rtseg demo`` print them.
 """
@@ -82,17 +83,20 @@ def default_configs_dir() -> Path:
 
 def training_stages(entry: Entry, run_dir: Path, *, data_root: Path, synthetic: bool, quick: bool,
                     device: str = "auto", progress: bool = True, configs_dir: Path | None = None,
-                    schedule: QuickSchedule = QUICK, image_height: int = 1024) -> list[TrainingStage]:
+                    schedule: QuickSchedule = QUICK, image_height: int = 1024,
+                    dataset: str = "cityscapes", num_classes: int | None = None) -> list[TrainingStage]:
     """The config(s) that train ``entry`` into ``run_dir`` (one stage, two for a coarse entry).
 
     ``image_height``: the height of the dataset's images (1024 for Cityscapes), from which
-    ``--quick`` on real data scales them down to its input size."""
+    ``--quick`` on real data scales them down to its input size; ``dataset``: its layout, and
+    ``num_classes`` its class count (recorded in the configs, so a study's records say it)."""
     configs_dir = Path(configs_dir) if configs_dir is not None else default_configs_dir()
+    own = configs_dir / f"{dataset}-{entry.model}.yaml"
     if entry.coarse:
         specs = [("coarse", _config_file(configs_dir, f"{entry.model}-coarse")),
                  ("fine", _config_file(configs_dir, f"{entry.model}-coarse-fine"))]
     else:
-        specs = [("fine", configs_dir / f"{entry.model}.yaml")]
+        specs = [("fine", own if dataset != "cityscapes" and own.is_file() else configs_dir / f"{entry.model}.yaml")]
     stages = []
     for name, path in specs:
         data, source = _read_config(path, configs_dir, entry.model)
@@ -101,6 +105,10 @@ def training_stages(entry: Entry, run_dir: Path, *, data_root: Path, synthetic: 
         if entry.options:
             _set(data, "model.options", {**(data.get("model", {}).get("options") or {}), **entry.options})
         _set(data, "data.root", str(data_root))
+        if dataset != "cityscapes":  # Cityscapes is found anyway; its configs stay as they were
+            _set(data, "data.dataset", dataset)
+        if num_classes is not None:
+            _set(data, "model.num_classes", num_classes)
         _set(data, "data.synthetic", None)
         _set(data, "train.device", device)
         _set(data, "train.progress", progress)

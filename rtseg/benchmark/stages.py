@@ -83,25 +83,31 @@ def checkpoint_identity(path: Path) -> dict:
     return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def evaluate_entry(checkpoint: Path, data: DataConfig, device: str, predictions_dir: Path, out_dir: Path,
-                   progress: bool = True) -> dict:
-    """Score the checkpoint on the val split of ``data.root`` (at ``data.val_size``, the first
-    ``data.val_limit`` images); write its predictions of the first ``QUALITATIVE_IMAGES`` images
-    (the report's picture) into ``predictions_dir``; paths in the result are relative to ``out_dir``."""
+def evaluate_entry(checkpoint: Path, data: DataConfig, dataset_kind: str, device: str, predictions_dir: Path,
+                   out_dir: Path, progress: bool = True) -> dict:
+    """Score the checkpoint on the validation split of ``data.root`` (``data.val_split``, else
+    ``val``; at ``data.val_size``, the first ``data.val_limit`` images); write its predictions
+    of the first ``QUALITATIVE_IMAGES`` images and their ground truth (class-id PNGs, the
+    report's picture) into ``predictions_dir``; paths in the result are relative to ``out_dir``."""
+    split = data.val_split or "val"
     data_root, size, limit, qualitative = data.root, data.val_size, data.val_limit, QUALITATIVE_IMAGES
     model, _ = load_model(checkpoint, device)
-    dataset = build_eval_dataset(data_root, "val", size, model.mean, model.std)
+    dataset = build_eval_dataset(data_root, split, size, model.mean, model.std, dataset=dataset_kind)
     scores = evaluate(model, dataset, device, limit=limit, progress=progress)
     scores.pop("confusion", None)
     samples = []
     for index in range(min(qualitative, len(dataset))):
         item = dataset[index]
-        pred = predict_labels(model, item["image"][None].to(device), tuple(item["label_ids"].shape[-2:]))[0]
-        path = write_png(predictions_dir / f"{item['name']}.png", pred.to(torch.uint8).cpu().numpy())
+        label = item["label"]
+        pred = predict_labels(model, item["image"][None].to(device), tuple(label.shape[-2:]))[0]
+        name = item["name"].replace("/", "_")
+        path = write_png(predictions_dir / f"{name}.png", pred.to(torch.uint8).cpu().numpy())
+        truth = write_png(predictions_dir / f"{name}_label.png", label.to(torch.uint8).numpy())
         files = dataset.samples[index]
         samples.append({"name": item["name"], "image": relative(files.image, out_dir),
-                        "label_ids": relative(files.label_ids, out_dir), "prediction": relative(path, out_dir)})
-    return {**scores, "split": "val", "input_size": size_text(size) if size else "as stored",
+                        "label_ids": relative(files.label, out_dir), "label": relative(truth, out_dir),
+                        "prediction": relative(path, out_dir)})
+    return {**scores, "split": split, "input_size": size_text(size) if size else "as stored",
             "qualitative": samples}
 
 
@@ -123,7 +129,7 @@ def estimate_work(entry: Entry, plan: list[TrainingStage], data, speed_size, spe
     """Relative cost of each stage (forward-pass GFLOPs), so the progress bar's ETA means something.
 
     ``data`` is the study's ``rtseg.benchmark.dataset.StudyData``."""
-    model = create_model(entry.model, num_classes=plan[-1].config.model.num_classes, **entry.options)
+    model = create_model(entry.model, num_classes=data.info.num_classes, **entry.options)
     gflops = count_flops(model, (128, 256)) / 1e9  # scaled by pixels below: convolutions are linear in them
 
     def at(size) -> float:

@@ -57,7 +57,8 @@ DISTRIBUTED_TIMEOUT = datetime.timedelta(hours=6)
 class BenchmarkSettings:
     """Everything a study is run with, besides the models and the output folder.
 
-    ``data``: a Cityscapes root (None: the synthetic dataset under ``DIR/data``); ``quick``: the
+    ``data``: a dataset root (None: the synthetic dataset under ``DIR/data``), ``dataset`` its
+    layout (None: found); ``quick``: the
     short schedule of ``schedule`` instead of the configs; ``device``: where training and
     evaluation run (auto, cpu, cuda, cuda:1); ``backend``: how the speed stage times (its
     device follows ``device``); ``protocol``: the timing protocol (fewer runs are for tests);
@@ -66,6 +67,7 @@ class BenchmarkSettings:
     """
 
     data: str | Path | None = None
+    dataset: str | None = None
     quick: bool = False
     device: str = "auto"
     backend: Backend = Backend()
@@ -114,7 +116,7 @@ class _Study:
                                                         else PAPER_SPEED_SIZE))
         self.configs_dir = Path(settings.configs_dir) if settings.configs_dir else None
         self.synthetic = settings.data is None
-        self.data = None if self.synthetic else user_data(settings.data)
+        self.data = None if self.synthetic else user_data(settings.data, settings.dataset)
         has_coarse = self.synthetic or self.data.has_coarse
         self.entries, self.notes = resolve_models(models, has_coarse=has_coarse, options=settings.options)
         self.models_spec = models if isinstance(models, str) else ",".join(e.key for e in self.entries)
@@ -153,7 +155,8 @@ class _Study:
         self.plans = {e.key: training_stages(e, self.out_dir / "runs" / e.key, data_root=self.data.root,
                                              synthetic=self.synthetic, quick=self.settings.quick, device=self.device,
                                              progress=self.progress and self.is_main, configs_dir=self.configs_dir,
-                                             schedule=self.settings.schedule, image_height=self.data.image_height())
+                                             schedule=self.settings.schedule, image_height=self.data.image_height(),
+                                             dataset=self.data.kind, num_classes=self.data.info.num_classes)
                       for e in self.entries}
         work = {e.key: estimate_work(e, self.plans[e.key], self.data, self.speed_size, self.protocol.runs,
                                      QUALITATIVE_IMAGES) for e in self.entries}
@@ -243,10 +246,10 @@ class _Study:
         if stage == "train":
             return train_entry(plan, self.out_dir)
         if stage == "cost":
-            return cost_entry(entry, plan[-1].config.model.num_classes)
+            return cost_entry(entry, self.data.info.num_classes)
         checkpoint = self._checkpoint(entry)
         if stage == "evaluate":
-            return evaluate_entry(checkpoint, plan[-1].config.data, self.device,
+            return evaluate_entry(checkpoint, plan[-1].config.data, self.data.kind, self.device,
                                   self.out_dir / "runs" / entry.key / "predictions", self.out_dir, self.progress)
         return speed_entry(checkpoint, self.speed_size, self.backend, self.protocol)
 
@@ -272,12 +275,13 @@ class _Study:
             "speed_size": size_text(self.speed_size), "speed_runs": self.protocol.runs,
             "data": "synthetic" if self.synthetic else str(self.data.root),
             "synthetic": self.data.synthetic if self.synthetic else None,
+            "dataset": self.data.info.to_dict(),
         }
         results = files.assemble_results(self.entries, records, self.failures, settings, self.notes,
                                          self.settings.schedule.cuts(self.synthetic, self.speed_size)
                                          if self.settings.quick else [], self.device, self.backend.threads)
         files.write_json(self.out_dir / files.RESULTS_JSON, results)
-        files.write_csv(self.out_dir / files.RESULTS_CSV, results["models"])
+        files.write_csv(self.out_dir / files.RESULTS_CSV, results["models"], self.data.info)
         return results
 
 

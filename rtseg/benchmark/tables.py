@@ -1,5 +1,7 @@
 """The report's tables, built from ``results.json``: the paper's Tables 1-3 with our rows and,
-beside each, the published figures where the paper has them (marked "published").
+beside each, the published figures where the paper has them (marked "published"). On any other
+dataset than Cityscapes the tables take that dataset's classes and scores, and no published row
+appears (the paper's figures are Cityscapes').
 
 A ``Table`` is plain data (headers, rows of strings, which rows are published), rendered to
 Markdown or HTML by ``rtseg.benchmark.report``.
@@ -10,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rtseg.benchmark import published
+from rtseg.benchmark.results import results_dataset
+from rtseg.data.dataset import DatasetInfo
 from rtseg.data.labels import CATEGORY_NAMES, CLASS_NAMES
 
 DISPLAY_NAMES = {
@@ -95,7 +99,20 @@ def table1_full(results: dict) -> Table:
     return table
 
 
-def table2(results: dict) -> Table:
+def accuracy_table(results: dict, dataset: DatasetInfo) -> Table:
+    """Any dataset but Cityscapes: its summary scores, then the IoU of each of its classes (ours only)."""
+    names = {"miou": "mIoU", "pixel_accuracy": "Pixel accuracy", "mean_accuracy": "Mean accuracy"}
+    table = Table(f"Accuracy on {dataset.name}: mIoU, pixel and mean accuracy, per-class IoU (%)",
+                  ["Model", *(names.get(k, k) for k in dataset.score_keys), *dataset.class_names])
+    for model in _evaluated(results):
+        evaluation = model["evaluate"]
+        class_iou = evaluation.get("class_iou") or {}
+        table.add([model_label(model), *(pct(evaluation.get(k)) for k in dataset.score_keys),
+                   *(pct(class_iou.get(c)) for c in dataset.class_names)])
+    return table
+
+
+def table2(results: dict, with_published: bool = True) -> Table:
     """Parameters, GFLOPs at 512x1024, FPS model-only and end-to-end, with engine and precision."""
     table = Table("Table 2: cost and speed (GFLOPs at 512x1024; FPS = median of the timed runs, batch 1)",
                   ["Model", "Source", "Params (M)", "GFLOPs 512x1024", "FPS model only", "FPS end-to-end",
@@ -109,13 +126,14 @@ def table2(results: dict) -> Table:
                    num((cost.get("gflops") or {}).get("512x1024")), num(speed.get("fps_model")), num(speed.get("fps")),
                    num(speed.get("latency_ms")), speed.get("size", MISSING), speed.get("engine", MISSING),
                    speed.get("precision", MISSING), pct(efficiency) if efficiency is not None else MISSING])
-        paper_gflops = published.TABLE2_GFLOPS_512x1024.get(model["model"])
+        paper_gflops = published.TABLE2_GFLOPS_512x1024.get(model["model"]) if with_published else None
         if paper_gflops is not None and not model["coarse"]:
             table.add([model_label(model), published_label("Table 2"), MISSING, num(paper_gflops),
                        *([MISSING] * 7)], is_published=True)
-    table.notes.append("The paper published GFLOPs for two models and no FPS. Its authors later reported about "
-                       "141 FPS (SkipNet-MobileNet) and 143 FPS (SkipNet-ShuffleNet) at 360x640 on a Titan X "
-                       "(Pascal) with an optimised TensorFlow graph, outside the paper.")
+    if with_published:
+        table.notes.append("The paper published GFLOPs for two models and no FPS. Its authors later reported about "
+                           "141 FPS (SkipNet-MobileNet) and 143 FPS (SkipNet-ShuffleNet) at 360x640 on a Titan X "
+                           "(Pascal) with an optimised TensorFlow graph, outside the paper.")
     table.notes.append("Model only: normalised image tensor in, logits out. End-to-end: the same tensor in, "
                        "label map out (argmax included). Efficiency: achieved FLOP/s (model only) over this "
                        "machine's measured matrix-multiply peak in the same precision; above 100 % the machine was busier "
@@ -156,4 +174,9 @@ def category_table(results: dict) -> Table:
 
 
 def all_tables(results: dict) -> list[Table]:
+    """Cityscapes: Table 1, its 19 classes, Tables 2 and 3, categories. Another dataset: its
+    accuracy table and Table 2's cost and speed, without the paper's rows."""
+    dataset = results_dataset(results)
+    if dataset.scoring != "cityscapes":
+        return [accuracy_table(results, dataset), table2(results, with_published=False)]
     return [table1(results), table1_full(results), table2(results), table3(results), category_table(results)]

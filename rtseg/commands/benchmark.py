@@ -29,8 +29,11 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
                         help="comma-separated model names (skipnet-mobilenet_v1,enet; add -coarse for coarse "
                              "pre-training then fine-tuning), 'paper' (Tables 1 and 3) or 'all' (default paper)")
     parser.add_argument("--data", metavar="ROOT",
-                        help="Cityscapes folder (leftImg8bit/, gtFine/, gtCoarse/ for the coarse rows); without "
-                             "it a synthetic dataset is generated under --out/data")
+                        help="dataset folder: Cityscapes (leftImg8bit/, gtFine/, gtCoarse/ for the coarse rows), CamVid "
+                             "or a folder dataset (dataset.yaml); without it a synthetic Cityscapes is generated "
+                             "under --out/data")
+    parser.add_argument("--dataset", choices=("cityscapes", "camvid", "folder"),
+                        help="the layout of --data (default: found)")
     parser.add_argument("--quick", action="store_true",
                         help="a short CPU schedule instead of the paper's configs (the report lists what it cuts)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (resumes what is there)")
@@ -52,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.quick and is_main_process():
         print_quick_cuts(synthetic=args.data is None, speed_size=args.speed_size)
-    settings = BenchmarkSettings(data=args.data, quick=args.quick, device=args.device,
+    settings = BenchmarkSettings(data=args.data, dataset=args.dataset, quick=args.quick, device=args.device,
                                  backend=Backend(args.engine, args.precision, threads=args.threads),
                                  speed_size=args.speed_size, options=model_options_from_args(args),
                                  configs_dir=args.configs, progress=args.progress)

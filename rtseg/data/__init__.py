@@ -1,1 +1,2 @@
-"""Cityscapes data: the label table, the reader, the synthetic generator, transforms, class weights."""
+"""Datasets (one interface: Cityscapes, CamVid, folder datasets), the readers, the checks, the
+synthetic generator, transforms, the fast training augmentation and class weights."""

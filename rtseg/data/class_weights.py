@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,11 +52,20 @@ def class_weights(dataset_or_label_paths, num_classes: int = 19, method: str = "
         raise RtsegError(f"num_classes {num_classes} must be at least 1")
     if method == "uniform":
         return torch.ones(num_classes, dtype=torch.float32)
-    paths, key = _label_paths(dataset_or_label_paths)
-    pixels, image_pixels = label_statistics(paths, num_classes, cache_dir, key, workers, progress)
+    paths, key, reader = _label_paths(dataset_or_label_paths)
+    pixels, image_pixels = label_statistics(paths, num_classes, cache_dir, key, workers, progress, reader)
     if pixels.sum() == 0:
         raise RtsegError(f"no labelled pixels of train ids 0..{num_classes - 1} in {len(paths)} label files "
                          f"under {key['root']}")
+    return weights_from_counts(pixels, image_pixels, method)
+
+
+def weights_from_counts(pixels, image_pixels, method: str = "enet") -> torch.Tensor:
+    """The ``method``'s weights from the per-class counts (``label_statistics``, ``rtseg.data.check``)."""
+    if method not in METHODS:
+        raise RtsegError(f"class weight method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "uniform":
+        return torch.ones(len(pixels), dtype=torch.float32)
     if method == "enet":
         return enet_weights(pixels)
     return median_frequency_weights(pixels, image_pixels)
@@ -79,22 +89,24 @@ def median_frequency_weights(pixel_counts, image_pixels) -> torch.Tensor:
     return torch.from_numpy(weights).float()
 
 
-def _label_paths(source) -> tuple[list[str], dict]:
+def _label_paths(source) -> tuple[list[str], dict, Callable[[str], np.ndarray] | None]:
     files = getattr(source, "label_files", None)
     if files is not None or hasattr(source, "samples"):
         if not files:
             raise RtsegError(f"{source!r} has no label files (the test split has no labels)")
         paths = [str(p) for p in files]
-        key = {"root": str(Path(source.root).resolve()), "split": source.split,
-               "annotation": getattr(source, "annotation", "fine")}
-        return paths, key
+        layout = getattr(source, "layout", None)
+        key = layout.cache_key(source.split) if layout is not None else \
+            {"root": str(Path(source.root).resolve()), "split": source.split,
+             "annotation": getattr(source, "annotation", "fine")}
+        return paths, key, layout.read_label if layout is not None else None
     if isinstance(source, (str, os.PathLike)) or not isinstance(source, Sequence):
         raise RtsegError(f"class weights need a CityscapesDataset or a list of label PNG paths, not {source!r}")
     paths = [str(p) for p in source]
     if not paths:
         raise RtsegError("class weights: the list of label files is empty")
     root = os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
-    return paths, {"root": root, "split": "files", "annotation": "labels"}
+    return paths, {"root": root, "split": "files", "annotation": "labels"}, None
 
 
 def fingerprint(paths: Sequence[str]) -> str:
@@ -110,9 +122,11 @@ def fingerprint(paths: Sequence[str]) -> str:
 
 
 def label_statistics(paths: Sequence[str], num_classes: int = 19, cache_dir: str | os.PathLike | None = None,
-                     key: dict | None = None, workers: int = 0,
-                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels per class, labelled pixels of the images containing each class), cached."""
+                     key: dict | None = None, workers: int = 0, progress: bool = True,
+                     reader: Callable[[str], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels per class, labelled pixels of the images containing each class), cached.
+
+    ``reader(path)`` -> class ids (a layout's ``read_label``); None: Cityscapes files by name."""
     key = dict(key or {"root": os.path.commonpath([str(Path(p).resolve()) for p in paths]),
                        "split": "files", "annotation": "labels"})
     cache_file = None
@@ -124,7 +138,7 @@ def label_statistics(paths: Sequence[str], num_classes: int = 19, cache_dir: str
         if cached and cached.get("version") == _CACHE_VERSION and cached.get("fingerprint") == stamp \
                 and cached.get("num_classes") == num_classes:
             return np.array(cached["pixels"], np.int64), np.array(cached["image_pixels"], np.int64)
-    pixels, image_pixels = _count(paths, num_classes, workers, progress)
+    pixels, image_pixels = _count(paths, num_classes, workers, progress, reader)
     if cache_file is not None:
         _write_cache(cache_file, {"version": _CACHE_VERSION, **key, "num_classes": num_classes,
                                   "images": len(paths), "fingerprint": stamp,
@@ -132,7 +146,8 @@ def label_statistics(paths: Sequence[str], num_classes: int = 19, cache_dir: str
     return pixels, image_pixels
 
 
-def _count(paths: Sequence[str], num_classes: int, workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _count(paths: Sequence[str], num_classes: int, workers: int, progress: bool,
+           reader: Callable[[str], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     from tqdm import tqdm
 
     pixels = np.zeros(num_classes, np.int64)
@@ -141,14 +156,14 @@ def _count(paths: Sequence[str], num_classes: int, workers: int, progress: bool)
     bar = tqdm(total=len(paths), desc="class weights: counting labels", unit="img", disable=not progress)
     if workers and workers > 0 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_count_chunk, chunks, [num_classes] * len(chunks))
+            results = pool.map(_count_chunk, chunks, [num_classes] * len(chunks), [reader] * len(chunks))
             for chunk, (p, ip) in zip(chunks, results):
                 pixels += p
                 image_pixels += ip
                 bar.update(len(chunk))
     else:
         for chunk in chunks:
-            p, ip = _count_chunk(chunk, num_classes)
+            p, ip = _count_chunk(chunk, num_classes, reader)
             pixels += p
             image_pixels += ip
             bar.update(len(chunk))
@@ -156,19 +171,28 @@ def _count(paths: Sequence[str], num_classes: int, workers: int, progress: bool)
     return pixels, image_pixels
 
 
-def _count_chunk(paths: list[str], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _count_chunk(paths: list[str], num_classes: int,
+                 reader: Callable[[str], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     pixels = np.zeros(num_classes, np.int64)
     image_pixels = np.zeros(num_classes, np.int64)
     for path in paths:
-        if path.endswith("labelTrainIds.png"):
+        if reader is not None:
+            train = reader(path)
+        elif path.endswith("labelTrainIds.png"):
             train = read_label_png(path)
             train = np.where(train < 256, train, 255).astype(np.uint8)
         else:
             train = LABEL_TO_TRAIN[read_label_ids(path)]
-        counts = np.bincount(train.ravel(), minlength=256)[:num_classes].astype(np.int64)
-        pixels += counts
-        image_pixels[counts > 0] += counts.sum()
+        add_image_counts(pixels, image_pixels, np.bincount(train.ravel(), minlength=256)[:num_classes])
     return pixels, image_pixels
+
+
+def add_image_counts(pixels: np.ndarray, image_pixels: np.ndarray, counts: np.ndarray) -> None:
+    """Adds one image's pixels per class: to ``pixels``, and its labelled pixels to ``image_pixels``
+    of every class it contains (median frequency balancing's denominator)."""
+    counts = np.asarray(counts, np.int64)
+    pixels += counts
+    image_pixels[counts > 0] += counts.sum()
 
 
 def _read_cache(path: Path) -> dict | None:

@@ -3,16 +3,22 @@
 * ``read_image(path)`` -> ``HxWx3`` uint8 RGB array, whatever the file's mode;
 * ``read_label_png(path)`` -> the single-channel integers as stored (8- or 16-bit; a palette
   PNG gives its indices, which is what Pascal-VOC-style label files mean);
-* ``write_png(path, array)`` -> an RGB(A), grey or 16-bit PNG, written atomically;
+* ``write_png(path, array)`` -> an RGB(A), grey or 16-bit PNG, written atomically; ``write_jpeg``
+  and ``write_palette_png`` (ids as a palette PNG's indices) likewise;
 * ``list_images(source)`` -> every image file of a file or a folder (recursively).
 
-Decoding is Pillow's: a truncated or corrupt file raises a clean exception that becomes one
-line naming the file (OpenCV returns None and prints libpng noise). Encoding is OpenCV's,
-about 3x faster than Pillow's for the synthetic dataset's thousands of PNGs.
+Decoding is OpenCV's (libpng, libjpeg-turbo) where it gives what Pillow gives: 8-bit images
+as RGB, EXIF orientation ignored as Pillow does, and 8/16-bit greyscale label PNGs; it is
+about 1.3x faster than Pillow on 1024x2048 PNGs, whose cost is mostly zlib's inflate. Palette
+PNGs (their indices are the ids) and every other case go to Pillow, and so does a file OpenCV
+cannot decode: Pillow's exception then becomes the one line naming the file (OpenCV only
+returns None). Encoding is OpenCV's, about 3x faster than Pillow's for the synthetic
+dataset's thousands of PNGs.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -29,11 +35,50 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_bytes(path: str | os.PathLike, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise RtsegError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise RtsegError(f"cannot read {what} {path}: {_first_line(exc)}") from exc
+
+
+def _png_grey(data: bytes) -> bool:
+    """A PNG of 8- or 16-bit single-channel ids (IHDR: bit depth byte 24, colour type byte 25)."""
+    return data[:8] == _PNG_SIGNATURE and len(data) > 25 and data[24] in (8, 16) and data[25] == 0
+
+
+def _decode_cv2(data: bytes, flags: int) -> np.ndarray | None:
+    import cv2
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+
+
 def _open(path: str | os.PathLike, what: str, rgb: bool) -> np.ndarray:
+    import cv2
+
+    data = _read_bytes(path, what)
+    if rgb:
+        image = _decode_cv2(data, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is not None and image.dtype == np.uint8:
+            return image
+    elif _png_grey(data):
+        ids = _decode_cv2(data, cv2.IMREAD_UNCHANGED)
+        if ids is not None and ids.ndim == 2:
+            return ids
+    return _open_pillow(io.BytesIO(data), path, what, rgb)
+
+
+def _open_pillow(source, path: str | os.PathLike, what: str, rgb: bool) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if rgb and image.mode != "RGB":
                 image = image.convert("RGB")
             return np.array(image)
@@ -76,6 +121,33 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
         raise RtsegError(f"could not encode {path} as PNG ({array.dtype}, shape {array.shape})")
     with atomic_open(path, "wb") as handle:
         handle.write(data.tobytes())
+    return path
+
+
+def write_jpeg(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> Path:
+    """Write an ``HxWx3`` uint8 RGB array as a JPEG (OpenCV's libjpeg-turbo), atomically."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV encodes every HxWx3 uint8 array
+        raise RtsegError(f"could not encode {path} as JPEG (shape {rgb.shape})")
+    with atomic_open(path, "wb") as handle:
+        handle.write(data.tobytes())
+    return path
+
+
+def write_palette_png(path: str | os.PathLike, ids: np.ndarray, palette: np.ndarray) -> Path:
+    """Write ``HxW`` uint8 ids as a palette-mode PNG (the stored indices are the ids, as Pascal
+    VOC's labels; ``palette``: up to 256 RGB colours), atomically. Pillow: OpenCV writes no palettes."""
+    from PIL import Image
+
+    path = Path(path)
+    image = Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8), mode="P")
+    image.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG")
     return path
 
 

@@ -64,8 +64,10 @@ def colorize(train_ids: np.ndarray) -> np.ndarray:
     return TRAIN_COLORS[np.asarray(train_ids, dtype=np.uint8)]
 
 
-def overlay(image: np.ndarray, train_ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``HxWx3`` uint8 image blended with the Cityscapes colour of each pixel's class (``alpha``: the colour's share)."""
-    colours = colorize(train_ids).astype(np.float32)
+def overlay(image: np.ndarray, train_ids: np.ndarray, alpha: float = 0.5, palette: np.ndarray | None = None
+            ) -> np.ndarray:
+    """``HxWx3`` uint8 image blended with the colour of each pixel's class (``alpha``: the colour's
+    share); ``palette``: ``256x3`` colours per class id (``DatasetInfo.palette()``), Cityscapes' by default."""
+    colours = (colorize(train_ids) if palette is None else palette[np.asarray(train_ids, np.uint8)]).astype(np.float32)
     blend = (1 - alpha) * image.astype(np.float32) + alpha * colours
     return np.clip(np.rint(blend), 0, 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""A picture of a dataset: a grid of images beside their colour labels (README, sanity checks)."""
+"""A picture of a dataset (any layout): a grid of images beside their colour labels (README, sanity checks)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import numpy as np
 from PIL import Image
 
 from rtseg.atomic import atomic_open
-from rtseg.data.cityscapes import find_split_files
-from rtseg.data.io import read_image, read_label_png
-from rtseg.data.labels import TRAIN_COLORS, colorize, label_to_train_ids
+from rtseg.data.dataset import DatasetInfo
+from rtseg.data.io import read_image
+from rtseg.data.layouts import open_dataset
 from rtseg.errors import RtsegError
 
 
-def _palette_image(rgb: np.ndarray, colors: int) -> Image.Image:
-    """Palette PNG (small) whose palette holds the exact Cityscapes colours plus the photos' own."""
-    exact = np.unique(np.concatenate([TRAIN_COLORS[:19], [[0, 0, 0], [255, 255, 255]]]), axis=0)
+def _palette_image(rgb: np.ndarray, colors: int, info: DatasetInfo) -> Image.Image:
+    """Palette PNG (small) whose palette holds the dataset's exact colours plus the photos' own."""
+    exact = np.unique(np.concatenate([np.asarray(info.colors, np.uint8), [[0, 0, 0], [255, 255, 255]]]), axis=0)
     photo = Image.fromarray(rgb).quantize(colors=max(2, colors - len(exact)), method=Image.Quantize.MEDIANCUT)
     photo_colors = np.array(photo.getpalette()[: 3 * max(2, colors - len(exact))]).reshape(-1, 3)
     palette = np.concatenate([exact, photo_colors]).astype(np.uint8)[:256]
@@ -36,7 +36,8 @@ def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: st
     """Write ``count`` samples of ``split`` as (image | colour labels) pairs, ``columns`` pairs
     per row, each picture ``height`` pixels high, as a palette PNG (``colors`` colours keep it
     small). Returns the written path."""
-    files = find_split_files(root, split, "fine")[:count]
+    layout = open_dataset(root)
+    files = layout.samples(split)[:count]
     if count < 1 or columns < 1 or height < 8:
         raise RtsegError(f"preview: count {count}, columns {columns} and height {height} are too small")
     cells = []
@@ -44,9 +45,9 @@ def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: st
         image = Image.fromarray(read_image(sample.image))
         width = round(image.width * height / image.height)
         image = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
-        ids = np.asarray(Image.fromarray(read_label_png(sample.label_ids)).resize((width, height),
-                                                                                  Image.Resampling.NEAREST))
-        labels = colorize(label_to_train_ids(ids))  # train-id colours, ignored ids black
+        ids = np.asarray(Image.fromarray(layout.read_label(sample.label)).resize((width, height),
+                                                                                Image.Resampling.NEAREST))
+        labels = layout.info.colorize(ids)  # class colours, ignored pixels black
         cells.append(np.concatenate([image, np.full((height, 4, 3), 255, np.uint8), labels,
                                      np.full((height, 12, 3), 255, np.uint8)], axis=1))
     rows = []
@@ -58,5 +59,5 @@ def save_preview(root: str | os.PathLike, out_path: str | os.PathLike, split: st
     grid = np.concatenate(rows[:-1], axis=0)[:, :-12]
     out = Path(out_path)
     with atomic_open(out, "wb") as handle:
-        _palette_image(grid, colors).save(handle, format="PNG", optimize=True)
+        _palette_image(grid, colors, layout.info).save(handle, format="PNG", optimize=True)
     return out

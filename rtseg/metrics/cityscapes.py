@@ -26,8 +26,6 @@ on, and the state is a few tensors that ``torch.distributed`` can sum.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch
 
 from rtseg.errors import RtsegError
 from rtseg.metrics import label_space as ls
+from rtseg.metrics.state import AdditiveState, as_batches, mean_defined, ratio
 
 _NUM_IDS = ls.NUM_LABEL_IDS
 _NUM_INSTANCE_CLASSES = len(ls.INSTANCE_IDS)
@@ -50,7 +49,7 @@ _STATE = {
 }
 
 
-class CityscapesMetrics:
+class CityscapesMetrics(AdditiveState):
     """Accumulates predictions and ground truth (label ids) and scores them as the official evaluator.
 
     ``update`` takes ``[N, H, W]`` or ``[H, W]`` integer tensors (or numpy arrays) of label ids
@@ -60,31 +59,11 @@ class CityscapesMetrics:
     """
 
     def __init__(self, device: torch.device | str | None = None):
-        # device=None: the state follows the tensors of the first update (no copy of a CUDA batch).
-        self._device_fixed = device is not None
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._tables_device: torch.device | None = None
-        self.reset()
+        super().__init__(device)
 
-    # ----------------------------------------------------------------- state
-    def reset(self) -> None:
-        for name, (shape, dtype) in _STATE.items():
-            setattr(self, name, torch.zeros(shape, dtype=dtype, device=self.device))
-        self._reduced = False
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """The accumulated sums (all additive): what ``all_reduce`` sums and ``add_state`` adds."""
-        return {name: getattr(self, name) for name in _STATE}
-
-    def add_state(self, state: Mapping[str, Any]) -> None:
-        """Adds another accumulator's ``state()`` (tensors or numpy arrays), e.g. from a worker process."""
-        for name in _STATE:
-            getattr(self, name).add_(torch.as_tensor(state[name]).to(self.device))
-
-    def _to(self, device: torch.device) -> None:
-        for name in _STATE:
-            setattr(self, name, getattr(self, name).to(device))
-        self.device = device
+    def spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return _STATE
 
     def _tables(self) -> dict[str, torch.Tensor]:
         if self._tables_device != self.device:
@@ -102,9 +81,8 @@ class CityscapesMetrics:
     # ---------------------------------------------------------------- update
     @torch.no_grad()
     def update(self, pred_label_ids, gt_label_ids, gt_instance_ids=None) -> None:
-        pred, gt, instances = _as_batches(pred_label_ids, gt_label_ids, gt_instance_ids)
-        if not self._device_fixed and pred.device != self.device:
-            self._to(pred.device)
+        pred, gt, instances = as_batches(pred_label_ids, gt_label_ids, gt_instance_ids)
+        self._follow(pred)
         pred, gt = pred.to(self.device), gt.to(self.device)
         instances = instances.to(self.device) if instances is not None else None
         for n in range(pred.shape[0]):
@@ -163,30 +141,6 @@ class CityscapesMetrics:
                                   "category_tp_weighted", "category_fn_weighted")):
             getattr(self, name).add_(sums[k, :_NUM_INSTANCE_CLASSES])
 
-    # ----------------------------------------------------------- distributed
-    def all_reduce(self) -> "CityscapesMetrics":
-        """Sums the state over all ``torch.distributed`` ranks (no-op when not initialised). Call once."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        if self._reduced:
-            raise RuntimeError("CityscapesMetrics.all_reduce() called twice without reset(): "
-                               "the state already holds the sum over all ranks")
-        backend = str(dist.get_backend())
-        # NCCL only reduces CUDA tensors: a CPU state travels through the rank's current GPU.
-        via_cuda = self.device.type == "cpu" and "nccl" in backend and "gloo" not in backend
-        for name in _STATE:
-            tensor = getattr(self, name)
-            if via_cuda:
-                on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-                dist.all_reduce(on_gpu)
-                tensor.copy_(on_gpu.cpu())
-            else:
-                dist.all_reduce(tensor)
-        self._reduced = True
-        return self
-
     # --------------------------------------------------------------- compute
     def compute(self) -> dict[str, Any]:
         """The four scores (fractions, ``None`` when undefined), per-class and per-category dicts, confusion."""
@@ -203,11 +157,11 @@ class CityscapesMetrics:
             tp = int(confusion[label_id, label_id])
             fn = int(confusion[label_id, :].sum()) - tp
             fp = int(confusion[evaluated, label_id].sum()) - tp
-            class_iou[name] = _ratio(tp, tp + fp + fn)
+            class_iou[name] = ratio(tp, tp + fp + fn)
             class_iiou[name] = None
             if with_instances and label_id in ls.INSTANCE_IDS:
                 k = ls.INSTANCE_IDS.index(label_id)
-                class_iiou[name] = _ratio(tp_w[k], tp_w[k] + fp + fn_w[k])
+                class_iiou[name] = ratio(tp_w[k], tp_w[k] + fp + fn_w[k])
 
         category_iou, category_iiou = {}, {}
         for category in ls.CATEGORY_NAMES:
@@ -216,35 +170,26 @@ class CityscapesMetrics:
             tp = int(confusion[np.ix_(ids, ids)].sum())
             fn = int(confusion[ids, :].sum()) - tp
             fp = int(confusion[np.ix_(other_rows, ids)].sum())
-            category_iou[category] = _ratio(tp, tp + fp + fn)
+            category_iou[category] = ratio(tp, tp + fp + fn)
             category_iiou[category] = None
             if with_instances and category in ls.INSTANCE_CATEGORY_NAMES:
                 all_ids = list(ls.INSTANCE_CATEGORY_IDS[category])
                 members = [k for k, i in enumerate(ls.INSTANCE_IDS) if i in all_ids]
                 fp = int(confusion[np.ix_(other_rows, all_ids)].sum())
                 tp_c, fn_c = float(cat_tp_w[members].sum()), float(cat_fn_w[members].sum())
-                category_iiou[category] = _ratio(tp_c, tp_c + fp + fn_c)
+                category_iiou[category] = ratio(tp_c, tp_c + fp + fn_c)
 
         return {
-            "miou": _mean(class_iou.values()),
-            "miiou": _mean(class_iiou.values()),
-            "category_miou": _mean(category_iou.values()),
-            "category_miiou": _mean(category_iiou.values()),
+            "miou": mean_defined(class_iou.values()),
+            "miiou": mean_defined(class_iiou.values()),
+            "category_miou": mean_defined(category_iou.values()),
+            "category_miiou": mean_defined(category_iiou.values()),
             "class_iou": class_iou,
             "class_iiou": class_iiou,
             "category_iou": category_iou,
             "category_iiou": category_iiou,
             "confusion": confusion.tolist(),
         }
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return None if denominator == 0 else float(numerator) / float(denominator)
-
-
-def _mean(values) -> float | None:
-    defined = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(defined) / len(defined) if defined else None
 
 
 _WIDE_UNSIGNED = (torch.uint32, torch.uint64)
@@ -283,31 +228,6 @@ def _runs(maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.nonzero(changed).view(-1)
     end = torch.tensor([changed.numel()], dtype=starts.dtype, device=starts.device)
     return starts, torch.diff(starts, append=end)
-
-
-def _as_tensor(x, what: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a tensor or numpy array, got {type(x).__name__}")
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise RtsegError(f"{what} must hold integer label ids, got dtype {x.dtype}")
-    if x.dim() not in (2, 3) or x.numel() == 0:
-        raise RtsegError(f"{what} must be [H, W] or [N, H, W], got shape {tuple(x.shape)}")
-    return x if x.dim() == 3 else x.unsqueeze(0)
-
-
-def _as_batches(pred, gt, instances):
-    pred = _as_tensor(pred, "prediction")
-    gt = _as_tensor(gt, "ground truth")
-    if pred.shape != gt.shape:
-        raise RtsegError(f"prediction shape {tuple(pred.shape)} differs from ground truth shape {tuple(gt.shape)}")
-    if instances is not None:
-        instances = _as_tensor(instances, "ground-truth instance ids")
-        if instances.shape != gt.shape:
-            raise RtsegError(f"instance-id shape {tuple(instances.shape)} differs from ground truth "
-                             f"shape {tuple(gt.shape)}")
-    return pred, gt, instances
 
 
 def _check_ids(pred: torch.Tensor, gt: torch.Tensor, instances: torch.Tensor | None) -> None:

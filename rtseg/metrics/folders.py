@@ -1,4 +1,10 @@
-"""Score a folder of labelId PNGs against Cityscapes ground truth, as the official evaluator finds them.
+"""Score a folder of prediction PNGs: labelIds against Cityscapes, as the official evaluator finds
+them, or class ids against any other dataset.
+
+Any other dataset (CamVid, a folder dataset; found by ``rtseg.data.layouts``): the prediction of
+the label ``<split>/<name>`` is ``PRED_DIR/<name>.png`` holding class ids 0..C-1 (the index in
+the dataset's class list, what ``rtseg predict --format classids`` writes), scored with one
+confusion matrix over the split (``rtseg.metrics.confusion``).
 
 Ground truth: ``<root>/gtFine/<split>/**/<name>_gtFine_labelIds.png`` (and ``_instanceIds.png``
 beside each) for a Cityscapes root, or the same files anywhere under a plain folder.
@@ -21,9 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rtseg.data.dataset import DatasetLayout
 from rtseg.data.io import read_label_png
+from rtseg.data.layouts import detect_layout, open_dataset
 from rtseg.errors import RtsegError
 from rtseg.metrics.cityscapes import CityscapesMetrics
+from rtseg.metrics.confusion import ConfusionMetrics
 from rtseg.metrics.label_space import MAX_INSTANCE_ID, NUM_LABEL_IDS
 
 GT_SUFFIX = "_gtFine_labelIds.png"
@@ -143,32 +152,80 @@ def _worker_setup() -> None:
 
 
 def score_folders(pred_dir: str | os.PathLike, gt: str | os.PathLike, split: str | None = None,
-                  workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+                  workers: int | None = None, progress: bool = True, dataset: str | None = None) -> dict[str, Any]:
     """Scores every ground-truth image of ``gt`` against its prediction under ``pred_dir``.
 
-    Returns ``CityscapesMetrics.compute()`` plus ``images`` and ``instances`` (whether instance
-    files were found, i.e. whether iIoU is scored). ``workers=0`` decodes in this process.
+    Cityscapes (a root, its ``gtFine`` folder or a folder of ``*_gtFine_labelIds.png``): returns
+    ``CityscapesMetrics.compute()`` plus ``images`` and ``instances`` (whether instance files were
+    found, i.e. whether iIoU is scored). Any other dataset (detected, or ``dataset``):
+    ``ConfusionMetrics.compute()`` plus ``images`` and ``dataset``. ``workers=0`` decodes in this
+    process.
     """
-    pairs = match_predictions(pred_dir, find_ground_truth(gt, split))
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise RtsegError(f"--workers {workers}: give 0 (decode in this process) or more")
+    kind = dataset or detect_layout(gt)
+    if kind not in (None, "cityscapes"):
+        return score_layout(pred_dir, open_dataset(gt, kind), split or "val", workers, progress)
+    pairs = match_predictions(pred_dir, find_ground_truth(gt, split))
     metrics = CityscapesMetrics(device="cpu")
+    _accumulate(metrics, score_pair, pairs, [], workers, progress)
+    return {**metrics.compute(), "images": len(pairs), "instances": pairs[0].instance_ids is not None}
+
+
+def score_layout(pred_dir: str | os.PathLike, layout: DatasetLayout, split: str = "val", workers: int = 0,
+                 progress: bool = True) -> dict[str, Any]:
+    """Class-id PNGs ``PRED_DIR/<name>.png`` against the labels of ``layout``'s ``split``."""
+    folder = Path(pred_dir).expanduser()
+    if not folder.is_dir():
+        raise RtsegError(f"prediction folder {folder} {'is not a folder' if folder.exists() else 'does not exist'}")
+    pairs = []
+    for sample in layout.samples(split):
+        prediction = folder / f"{sample.name}.png"
+        if not prediction.is_file():
+            raise RtsegError(f"no prediction for label {sample.label}: expected {prediction}")
+        pairs.append(ScoredPair(sample.name, str(prediction), sample.label, None))
+    metrics = ConfusionMetrics(layout.info.class_names, device="cpu")
+    _accumulate(metrics, score_class_ids, pairs, [layout] * len(pairs), workers, progress)
+    return {**metrics.compute(), "images": len(pairs), "dataset": layout.info.name}
+
+
+def score_class_ids(pair: ScoredPair, layout: DatasetLayout) -> dict[str, np.ndarray]:
+    """Decodes and counts one class-id prediction against its label (in a worker process)."""
+    pred = read_label_png(pair.prediction, "prediction")
+    labels = layout.read_label(pair.label_ids)
+    if pred.shape != labels.shape:
+        raise RtsegError(f"prediction {pair.prediction} is {pred.shape[1]}x{pred.shape[0]} but its label "
+                         f"{pair.label_ids} is {labels.shape[1]}x{labels.shape[0]} (width x height)")
+    classes = layout.info.num_classes
+    top = int(pred.max())
+    if top >= classes:
+        raise RtsegError(f"prediction {pair.prediction} holds class id {top}, outside 0..{classes - 1} "
+                         f"(the {classes} classes of {layout.info.name}; predictions hold class ids, "
+                         f"rtseg predict --format classids)")
+    metrics = ConfusionMetrics(layout.info.class_names, device="cpu")
+    metrics.update(pred, labels)
+    return {name: value.numpy() for name, value in metrics.state().items()}
+
+
+def _accumulate(metrics, score, pairs: list[ScoredPair], extra: list, workers: int, progress: bool) -> None:
+    """Adds ``score(pair[, extra])``'s state of every pair to ``metrics``, in order (the first bad
+    file is the one reported, whatever the workers' timing), in ``workers`` processes."""
+    arguments = [pairs, extra] if extra else [pairs]
     bar = tqdm(total=len(pairs), desc="score", unit="img", disable=not progress, file=sys.stderr)
     try:
         if workers == 0 or len(pairs) == 1:
-            for pair in pairs:
-                metrics.add_state(score_pair(pair))
+            for args in zip(*arguments):
+                metrics.add_state(score(*args))
                 bar.update()
         else:
             pool = ProcessPoolExecutor(max_workers=min(workers, len(pairs)), initializer=_worker_setup)
             try:
-                # In order, so the first bad file is the one reported, whatever the workers' timing.
-                for state in pool.map(score_pair, pairs, chunksize=max(1, min(8, len(pairs) // (4 * workers)))):
+                chunksize = max(1, min(8, len(pairs) // (4 * workers)))
+                for state in pool.map(score, *arguments, chunksize=chunksize):
                     metrics.add_state(state)
                     bar.update()
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
-    return {**metrics.compute(), "images": len(pairs), "instances": pairs[0].instance_ids is not None}

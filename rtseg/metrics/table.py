@@ -1,4 +1,5 @@
-"""Human-readable Cityscapes results: the four scores, then per-class and per-category tables."""
+"""Human-readable results: Cityscapes' four scores with per-class and per-category tables, or any
+dataset's mIoU, pixel and mean accuracy with per-class IoU and accuracy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ def _percent(value: float | None, width: int = 6) -> str:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """Formats ``CityscapesMetrics.compute()`` output (scores in %, as in the paper's tables)."""
+    """Formats ``CityscapesMetrics.compute()`` or ``ConfusionMetrics.compute()`` output (scores in %,
+    as in the paper's tables)."""
+    if "miiou" not in results:
+        return _confusion_table(results)
     lines = [
         f"{'class IoU':<15}{_percent(results['miou'])}",
         f"{'class iIoU':<15}{_percent(results['miiou'])}",
@@ -26,4 +30,20 @@ def format_table(results: dict[str, Any]) -> str:
     lines += ["", f"{'category':<15}{'IoU':>6}{'iIoU':>7}", "-" * 28]
     for name, iou in results["category_iou"].items():
         lines.append(f"{name:<15}{_percent(iou)} {_percent(results['category_iiou'].get(name))}")
+    return "\n".join(lines)
+
+
+def _confusion_table(results: dict[str, Any]) -> str:
+    width = max([15, *(len(name) + 2 for name in results["class_iou"])])
+    lines = [
+        f"{'mIoU':<{width}}{_percent(results['miou'])}",
+        f"{'pixel accuracy':<{width}}{_percent(results['pixel_accuracy'])}",
+        f"{'mean accuracy':<{width}}{_percent(results['mean_accuracy'])}",
+        "",
+        f"{'class':<{width}}{'IoU':>6}{'acc':>7}",
+        "-" * (width + 13),
+    ]
+    accuracy = results.get("class_accuracy") or {}
+    for name, iou in results["class_iou"].items():
+        lines.append(f"{name:<{width}}{_percent(iou)} {_percent(accuracy.get(name))}")
     return "\n".join(lines)

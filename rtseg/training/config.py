@@ -40,7 +40,8 @@ class ModelConfig:
     """What to train: any name ``rtseg models`` lists, with its options."""
 
     name: str = "skipnet-mobilenet_v1"
-    num_classes: int = 19
+    # null: the dataset's class count (what every run should do); a number must equal it
+    num_classes: Optional[int] = None
     # true: the encoder's ImageNet weights (downloaded once by torchvision/timm); a path: a
     # local encoder state dict; null: random initialisation (tests, synthetic data).
     pretrained: Union[bool, str, None] = True
@@ -58,19 +59,23 @@ class ModelConfig:
 
 @dataclass
 class SyntheticConfig:
-    """A tiny generated Cityscapes-layout dataset (written under the run folder)."""
+    """A tiny generated street-scene dataset (written under the run folder) in one of the layouts."""
 
     train: int = 64
     val: int = 16
     size: tuple[int, int] = (128, 256)
     seed: int = 0
+    layout: Literal["cityscapes", "camvid", "folder"] = "cityscapes"
 
 
 @dataclass
 class DataConfig:
     root: Optional[str] = "data/cityscapes"
-    annotation: Literal["fine", "coarse"] = "fine"
-    train_split: str = "train"
+    # the layout of root: null finds it (dataset.yaml: folder; leftImg8bit/: cityscapes; train/ +
+    # trainannot/: camvid); the classes, colours and scores come from the dataset
+    dataset: Optional[Literal["cityscapes", "camvid", "folder"]] = None
+    annotation: Literal["fine", "coarse"] = "fine"  # coarse: Cityscapes only
+    train_split: str = "train"  # splits join with '+': train+val
     val_split: Optional[str] = "val"  # null: no validation
     crop: tuple[int, int] = (512, 1024)  # training crop, height x width
     scale: tuple[float, float] = (0.5, 0.5)  # random resize range before the crop
@@ -81,6 +86,9 @@ class DataConfig:
     val_size: Optional[tuple[int, int]] = (512, 1024)
     val_limit: Optional[int] = None  # validate on the first N images only (quick checks)
     workers: int = 4
+    # a folder for decoded training images and labels (.npy, rtseg.data.decode_cache): PNG decoding
+    # once instead of every epoch, at the cost of their raw size on disk; null: decode every time
+    cache: Optional[str] = None
     class_weights: Literal["enet", "median", "uniform"] = "enet"
     # generate a synthetic dataset into <out>/synthetic instead of reading ``root``
     synthetic: Optional[SyntheticConfig] = None
@@ -162,7 +170,7 @@ class TrainConfig:
         if self.optim.lr <= 0:
             raise RtsegError(f"{source}: optim.lr must be positive, got {self.optim.lr}")
         if self.data.root is None and self.data.synthetic is None:
-            raise RtsegError(f"{source}: set data.root (a Cityscapes folder) or data.synthetic")
+            raise RtsegError(f"{source}: set data.root (a dataset folder) or data.synthetic")
         if self.optim.weight_decay < 0:
             raise RtsegError(f"{source}: optim.weight_decay must be 0 or more, got {self.optim.weight_decay}")
         if not self.loss:
@@ -172,7 +180,7 @@ class TrainConfig:
                 raise RtsegError(f"{source}: loss term name {name!r} must be a plain word (letters, digits, _)")
             term.check(f"{source}: loss.{name}")
             weights = getattr(term, "class_weights", None)
-            if isinstance(weights, list) and len(weights) != self.model.num_classes:
+            if isinstance(weights, list) and self.model.num_classes and len(weights) != self.model.num_classes:
                 raise RtsegError(f"{source}: loss.{name}.class_weights has {len(weights)} values for "
                                  f"model.num_classes {self.model.num_classes}")
 

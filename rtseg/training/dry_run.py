@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtseg.data.synthetic import generate_synthetic_cityscapes
+from rtseg.data.synthetic import generate_synthetic
 from rtseg.errors import RtsegError
 from rtseg.training.config import TrainConfig
 from rtseg.training.trainer import Trainer
@@ -42,8 +42,8 @@ class DryRunReport:
 def dry_run(config: TrainConfig, data_root: str | Path | None = None) -> DryRunReport:
     """Train ``config`` for one step with random weights on synthetic data; write nothing.
 
-    ``data_root``: a Cityscapes-layout folder to read instead of generating one (tests share
-    one); it must hold the config's training split and annotation.
+    ``data_root``: a folder in the config's dataset layout to read instead of generating one
+    (tests share one); it must hold the config's training split and annotation.
     """
     replaced = _replaced(config)
     with tempfile.TemporaryDirectory(prefix="rtseg-dry-run-") as folder:
@@ -81,14 +81,18 @@ def _replaced(config: TrainConfig) -> list[str]:
 
 
 def _synthetic_root(config: TrainConfig, root: Path) -> Path:
+    """A few synthetic images in the config's dataset layout, split(s) and annotation."""
     data = config.data
-    if data.train_split not in _SYNTHETIC_SPLITS:
+    layout = data.dataset or "cityscapes"
+    splits = data.train_split.split("+")  # "train+val": CamVid's usual training set
+    unknown = [split for split in splits if split not in _SYNTHETIC_SPLITS]
+    if unknown:
         raise RtsegError(f"dry run: synthetic data has the splits {', '.join(_SYNTHETIC_SPLITS)}; "
                          f"data.train_split is {data.train_split!r}")
     count = config.train.batch_size
-    counts = {split: count if split == data.train_split else 0 for split in _SYNTHETIC_SPLITS}
+    counts = {split: count if split in splits else 0 for split in _SYNTHETIC_SPLITS}
     height, width = data.crop
-    generate_synthetic_cityscapes(root, train=counts["train"], val=counts["val"], test=0,
-                                  train_extra=counts["train_extra"], coarse=data.annotation == "coarse",
-                                  size=(max(height, 32), max(width, 64)), seed=config.train.seed, progress=False)
+    generate_synthetic(root, layout=layout, train=counts["train"], val=counts["val"], test=0,
+                       train_extra=counts["train_extra"], coarse=data.annotation == "coarse",
+                       size=(max(height, 32), max(width, 64)), seed=config.train.seed, progress=False)
     return root

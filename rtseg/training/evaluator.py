@@ -1,12 +1,13 @@
-"""Scoring a network on a Cityscapes split the way the official evaluator does.
+"""Scoring a network on a dataset split the way the dataset is scored.
 
 The network sees the image at the dataset's input size (512x1024 for the paper's models);
 ``rtseg.data.processing.logits_to_labels`` up-samples its logits bilinearly to the size of the
-ground truth (1024x2048 for Cityscapes) before the argmax and turns the train ids into
-official label ids, and ``CityscapesMetrics`` counts class IoU, class iIoU, category IoU and
-category iIoU. The trainer's validation, ``rtseg evaluate``, the benchmark and the ONNX check
-of ``rtseg export`` all call ``evaluate``; it takes a network or any callable from a
-normalised image batch to logits (an ONNX Runtime runner, for instance).
+ground truth (1024x2048 for Cityscapes) before the argmax, and ``rtseg.metrics.scoring``
+counts what the dataset's description asks for: on Cityscapes the official class IoU, class
+iIoU, category IoU and category iIoU (train ids turned into label ids), on any other dataset
+IoU, pixel and mean accuracy from one confusion matrix. The trainer's validation, ``rtseg
+evaluate``, the benchmark and the ONNX check of ``rtseg export`` all call ``evaluate``; it takes
+a network or any callable from a normalised image batch to logits (an ONNX Runtime runner).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from rtseg.data.cityscapes import CityscapesDataset
-from rtseg.data.labels import TRAIN_TO_LABEL
+from rtseg.data.cityscapes import CITYSCAPES
+from rtseg.data.dataset import SegmentationDataset
+from rtseg.data.layouts import open_dataset
 from rtseg.data.processing import logits_to_labels
 from rtseg.data.transforms import eval_transforms
 from rtseg.distributed import DistInfo
-from rtseg.metrics.cityscapes import CityscapesMetrics
+from rtseg.metrics.scoring import DatasetScorer
 from rtseg.normalisation import check_normalisation
 from rtseg.runtime import autocast, check_precision
 
@@ -33,12 +35,13 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def build_eval_dataset(root: str | Path, split: str, size: tuple[int, int] | None, mean, std,
-                       annotation: str = "fine") -> Dataset:
-    """The split with images resized to ``size`` (None: as stored) and normalised with the network's
-    ``mean``/``std``; full-size label and instance ids."""
+                       annotation: str = "fine", dataset: str | None = None) -> SegmentationDataset:
+    """The split of the dataset at ``root`` (its layout ``dataset``, or found) with images resized
+    to ``size`` (None: as stored) and normalised with the network's ``mean``/``std``; full-size
+    labels (and, for Cityscapes, label and instance ids)."""
     mean, std = check_normalisation(mean, std)
     transforms = eval_transforms(size=tuple(size) if size else None, mean=mean, std=std)
-    return CityscapesDataset(str(root), split=split, annotation=annotation, transforms=transforms, eval_targets=True)
+    return SegmentationDataset(open_dataset(root, dataset, annotation), split, transforms, eval_targets=True)
 
 
 def predict_labels(model: nn.Module | LogitsFn, images: torch.Tensor, out_size: tuple[int, int],
@@ -53,11 +56,12 @@ def predict_labels(model: nn.Module | LogitsFn, images: torch.Tensor, out_size: 
 def evaluate(model: nn.Module | LogitsFn, dataset: Dataset, device: str | torch.device | None = None, *,
              precision: str = "fp32", batch_size: int = 1, workers: int = 0, limit: int | None = None,
              dist_info: DistInfo | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score ``model`` on ``dataset`` (items with ``image``, ``label_ids``, ``instance_ids``).
+    """Score ``model`` on ``dataset`` (items with ``image`` and ``label``, and for Cityscapes
+    ``label_ids`` and ``instance_ids``; ``dataset.info`` says which scores, Cityscapes' without one).
 
-    Returns ``CityscapesMetrics.compute()`` (``miou``, ``miiou``, ``category_miou``,
-    ``category_miiou`` as fractions or None, and the per-class/per-category dicts) plus
-    ``images`` and ``seconds``. ``limit`` scores the first N images only. In a distributed
+    Returns the dataset's scores (Cityscapes: ``CityscapesMetrics.compute()``, ``miou``, ``miiou``,
+    ``category_miou``, ``category_miiou`` as fractions or None and the per-class/per-category
+    dicts; any other: ``ConfusionMetrics.compute()``) plus ``images`` and ``seconds``. ``limit`` scores the first N images only. In a distributed
     run (``dist_info``) every rank scores every N-th image and the counts are summed, so
     every rank returns the scores of the whole set. A network is put in eval mode.
     """
@@ -73,19 +77,18 @@ def evaluate(model: nn.Module | LogitsFn, dataset: Dataset, device: str | torch.
     # A private generator: creating the loader must not draw from the global RNG (resumption).
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
-    metrics = CityscapesMetrics(device=device)
+    scorer = DatasetScorer(getattr(dataset, "info", CITYSCAPES), device=device)
     start = time.perf_counter()
     with tqdm(total=len(loader), desc="evaluate", disable=not (progress and info.is_main), leave=False,
               dynamic_ncols=True) as bar:
         for batch in loader:
             images = batch["image"].to(device, non_blocking=True)
-            gt = batch["label_ids"].to(device, non_blocking=True)
-            instances = batch["instance_ids"].to(device, non_blocking=True) if "instance_ids" in batch else None
-            metrics.update(predict_labels(model, images, gt.shape[-2:], precision, TRAIN_TO_LABEL), gt, instances)
+            size = (batch["label_ids"] if "label_ids" in batch else batch["label"]).shape[-2:]
+            scorer.update(predict_labels(model, images, size, precision), batch)
             bar.update(1)
     if info.enabled:
-        metrics.all_reduce()
-    results = metrics.compute()
-    results["images"] = int(metrics.images)
+        scorer.all_reduce()
+    results = scorer.compute()
+    results["images"] = scorer.images
     results["seconds"] = time.perf_counter() - start
     return results

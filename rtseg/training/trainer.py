@@ -9,7 +9,8 @@ Rank 0 alone writes logs and checkpoints, all under ``out_dir``::
     out_dir/best.pt         model of the best validation mIoU (no optimizer state)
     out_dir/steps.csv       step, epoch, loss, lr, seconds    (every train.log_every steps), and
                             loss_<term> for each term when the config's loss has several
-    out_dir/metrics.csv     step, epoch, train_loss, lr, miou, miiou, category_miou, category_miiou
+    out_dir/metrics.csv     step, epoch, train_loss, lr, the dataset's scores (Cityscapes: miou, miiou,
+                            category_miou, category_miiou; others: miou, pixel_accuracy, mean_accuracy)
     out_dir/tensorboard/    the same scalars, when TensorBoard is installed
 
 ``train(..., resume=True)`` restarts from ``last.pt`` so that the following steps are
@@ -40,10 +41,12 @@ from tqdm import tqdm
 
 from rtseg import checkpoint as ckpt
 from rtseg.atomic import atomic_open
-from rtseg.data.cityscapes import CityscapesDataset
-from rtseg.data.class_weights import class_weights
-from rtseg.data.synthetic import generate_synthetic_cityscapes
-from rtseg.data.transforms import train_transforms
+from rtseg.data.augment import TrainAugmentation, to_network_input
+from rtseg.data.check import check_split
+from rtseg.data.class_weights import weights_from_counts
+from rtseg.data.dataset import DatasetLayout, SegmentationDataset
+from rtseg.data.layouts import open_dataset
+from rtseg.data.synthetic import generate_synthetic
 from rtseg.distributed import (barrier, broadcast, broadcast_object, cleanup_distributed, init_distributed,
                                launched_by_torchrun, local_rank)
 from rtseg.errors import RtsegError
@@ -60,10 +63,8 @@ from rtseg.training.sampling import SeededDataset, SeededSampler
 
 LAST, BEST = "last.pt", "best.pt"
 STEP_FIELDS = ("step", "epoch", "loss", "lr", "seconds")
-METRIC_FIELDS = ("step", "epoch", "train_loss", "lr", "miou", "miiou", "category_miou", "category_miiou",
-                 "seconds")
 # Keys a resumed run may change: where data lives and how the run reports, not what it computes.
-RESUMABLE_CHANGES = {"data.root", "data.workers", "data.val_limit", "train.device", "train.progress",
+RESUMABLE_CHANGES = {"data.root", "data.workers", "data.val_limit", "data.cache", "train.device", "train.progress",
                      "train.log_every", "train.val_every", "train.checkpoint_every"}
 
 
@@ -151,12 +152,21 @@ class Trainer:
         # Same initial weights and generator states on every rank (DDP also broadcasts rank 0's weights).
         _seed_everything(loop.seed)
 
+        self.layout = self._open_data()
+        self.num_classes = self._num_classes(self.layout)
+        for name, term in cfg.loss.items():  # a fixed weight list must fit the dataset's classes
+            weights = getattr(term, "class_weights", None)
+            if isinstance(weights, list) and len(weights) != self.num_classes:
+                raise RtsegError(f"loss.{name}.class_weights has {len(weights)} values but the {self.layout.info.name} "
+                                 f"dataset has {self.num_classes} classes")
         self.model = self._build_model()
-        mean, std = model_normalisation(self.model)
-        self.train_set, self.val_set = self._build_datasets(mean, std)
+        self.mean, self.std = model_normalisation(self.model)
+        self.train_set, self.val_set = self._build_datasets(self.mean, self.std)
         self.loss = LossRecipe(cfg.loss, info=info)
-        # Only terms that weigh classes by data.class_weights need the pass over the labels.
-        self.class_weights = self._class_weights() if self.loss.needs_class_weights else None
+        # Every label is checked before the first step; the class weights come from the same pass,
+        # kept only when a loss term weighs classes by data.class_weights.
+        weights = self._class_weights()
+        self.class_weights = weights if self.loss.needs_class_weights else None
         self.loss.class_weights = self.class_weights
 
         self.sampler = SeededSampler(self.train_set, seed=loop.seed, rank=info.rank, world_size=info.world_size)
@@ -180,7 +190,8 @@ class Trainer:
         resume_step = self.step if self.resume_state is not None else None
         if info.is_main:
             self.steps_log = CsvLog(self.out_dir / "steps.csv", STEP_FIELDS + self._term_fields(), resume_step)
-            self.metrics_log = CsvLog(self.out_dir / "metrics.csv", METRIC_FIELDS, resume_step)
+            metric_fields = ("step", "epoch", "train_loss", "lr", *self.layout.info.score_keys, "seconds")
+            self.metrics_log = CsvLog(self.out_dir / "metrics.csv", metric_fields, resume_step)
             self.tensorboard = TensorBoardLog(self.out_dir / "tensorboard", purge_step=resume_step)
             self.logs = [self.steps_log, self.metrics_log, self.tensorboard]
 
@@ -191,7 +202,7 @@ class Trainer:
         if not info.is_main:
             barrier(info)
         try:
-            model = create_model(mcfg.name, num_classes=mcfg.num_classes, pretrained=pretrained, **mcfg.options)
+            model = create_model(mcfg.name, num_classes=self.num_classes, pretrained=pretrained, **mcfg.options)
         finally:
             if info.is_main:
                 barrier(info)
@@ -216,42 +227,61 @@ class Trainer:
 
     def _build_datasets(self, mean, std) -> tuple[Dataset, Dataset | None]:
         dcfg = self.config.data
-        root = self._data_root()
-        transforms = train_transforms(crop=tuple(dcfg.crop), scale=tuple(dcfg.scale), mean=mean, std=std,
-                                      hflip=dcfg.hflip, color_jitter=dcfg.color_jitter)
-        train_set = CityscapesDataset(str(root), split=dcfg.train_split, annotation=dcfg.annotation,
-                                      transforms=transforms)
+        augmentation = TrainAugmentation(crop=tuple(dcfg.crop), scale=tuple(dcfg.scale), hflip=dcfg.hflip,
+                                         color_jitter=dcfg.color_jitter)
+        train_set = SegmentationDataset(self.layout, split=dcfg.train_split, transforms=augmentation, cache=dcfg.cache)
         val_set = None
         if dcfg.val_split:
             # Validation always scores the fine annotations (coarse pre-training included).
-            val_set = build_eval_dataset(root, dcfg.val_split, dcfg.val_size, mean, std, annotation="fine")
+            val_set = build_eval_dataset(self.layout.root, dcfg.val_split, dcfg.val_size, mean, std,
+                                         annotation="fine", dataset=self.layout.kind)
         return train_set, val_set
 
-    def _data_root(self) -> Path:
-        synthetic = self.config.data.synthetic
+    def _open_data(self) -> DatasetLayout:
+        """The dataset's layout reader: ``data.root`` (``data.dataset`` or found), or the synthetic
+        dataset generated under the run folder (once, by rank 0)."""
+        dcfg, synthetic = self.config.data, self.config.data.synthetic
         if synthetic is None:
-            return Path(self.config.data.root)
+            return open_dataset(dcfg.root, dcfg.dataset, dcfg.annotation)
         root = self.out_dir / "synthetic"
         if self.info.is_main and not (root / ".complete").is_file():
-            generate_synthetic_cityscapes(root, train=synthetic.train, val=synthetic.val, test=0,
-                                          size=tuple(synthetic.size), seed=synthetic.seed,
-                                          progress=self.config.train.progress)
+            generate_synthetic(root, layout=synthetic.layout, train=synthetic.train, val=synthetic.val, test=0,
+                               size=tuple(synthetic.size), seed=synthetic.seed, progress=self.config.train.progress)
             with atomic_open(root / ".complete", "w", encoding="utf-8") as handle:
                 handle.write("generated by rtseg train\n")
         barrier(self.info)
-        return root
+        return open_dataset(root, synthetic.layout, dcfg.annotation)
+
+    def _num_classes(self, layout: DatasetLayout) -> int:
+        """The dataset's class count; a ``model.num_classes`` that says otherwise is refused."""
+        stated, info = self.config.model.num_classes, layout.info
+        if stated is not None and stated != info.num_classes:
+            raise RtsegError(f"model.num_classes is {stated} but the {info.name} dataset at {layout.root} has "
+                             f"{info.num_classes} classes; leave model.num_classes out (the dataset sets it)")
+        return info.num_classes
 
     def _class_weights(self) -> torch.Tensor:
+        """Every label of the training (and validation) split checked once, then the class weights
+        from the counts; the first bad file stops the run in one line. Rank 0 reads, all get them."""
         if self.resume_state is not None and "class_weights" in self.resume_state:
             return self.resume_state["class_weights"].to(self.device)
-        weights = torch.zeros(self.config.model.num_classes, dtype=torch.float32)
+        dcfg = self.config.data
+        weights = torch.zeros(self.num_classes, dtype=torch.float32)
         error = None
         if self.info.is_main:
             try:
-                weights = class_weights(self.train_set, num_classes=self.config.model.num_classes,
-                                        method=self.config.data.class_weights,
-                                        cache_dir=self.out_dir / "cache", workers=self.config.data.workers,
-                                        progress=self.config.train.progress).float()
+                splits = [dcfg.train_split] + ([dcfg.val_split] if dcfg.val_split else [])
+                reports = [check_split(self.train_set.layout if i == 0 else self.val_set.layout, split,
+                                       workers=dcfg.workers, progress=self.config.train.progress,
+                                       cache_dir=self.out_dir / "cache") for i, split in enumerate(splits)]
+                for report in reports:
+                    if report.errors:
+                        raise RtsegError(report.first_error_line())
+                train = reports[0]
+                if sum(train.pixels) == 0:
+                    raise RtsegError(f"no labelled pixels in the {len(self.train_set)} label files of split "
+                                     f"{dcfg.train_split!r} of {self.layout.root}: every pixel is ignored")
+                weights = weights_from_counts(train.pixels, train.image_pixels, dcfg.class_weights).float()
             except RtsegError as exc:
                 error = str(exc)
         error = broadcast_object(error, self.info)
@@ -272,7 +302,8 @@ class Trainer:
         state = {
             "format": ckpt.FORMAT, "version": ckpt.VERSION,
             "model_name": getattr(self.model, "name", self.config.model.name),
-            "num_classes": self.config.model.num_classes,
+            "num_classes": self.num_classes,
+            "dataset": self.layout.info.to_dict(),
             "model_options": dict(self.config.model.options),
             "mean": list(mean), "std": list(std),
             "eval_size": list(self.config.data.val_size) if self.config.data.val_size else None,
@@ -280,7 +311,7 @@ class Trainer:
             "step": self.step, "epoch": self.step // self.steps_per_epoch,
             "config": self.config.to_dict(),
             "best_miou": self.best_miou,
-            "metrics": _summary(self.last_metrics),
+            "metrics": _summary(self.last_metrics, self.layout.info.score_keys),
         }
         if self.class_weights is not None:
             state["class_weights"] = self.class_weights.cpu()
@@ -370,8 +401,7 @@ class Trainer:
     def _train_step(self, batch: dict) -> StepResult:
         loop = self.config.train
         self._set_train_mode()
-        images = batch["image"].to(self.device, non_blocking=True)
-        labels = batch["label"].to(self.device, non_blocking=True)
+        images, labels = to_network_input(batch, self.device, self.mean, self.std)
         lr = float(self.scheduler.get_last_lr()[0])
         with autocast(loop.precision, self.device):
             outputs = self.ddp_model(images)
@@ -417,12 +447,13 @@ class Trainer:
                 self.best_miou = miou
             if self.info.is_main:
                 train_loss = self.loss_sum / max(self.loss_count, 1)
+                summary = _summary(results, self.layout.info.score_keys)
                 row = {"step": self.step, "epoch": epoch, "train_loss": train_loss, "lr": lr,
-                       "seconds": self._seconds(), **_summary(results)}
+                       "seconds": self._seconds(), **summary}
                 self.metrics_log.write(row)
-                self.tensorboard.scalars({f"val/{k}": v for k, v in _summary(results).items()}, self.step)
-                self._bar.write(f"step {self.step}: mIoU {_percent(miou)}  iIoU {_percent(results['miiou'])}  "
-                                f"category mIoU {_percent(results['category_miou'])}  (train loss {train_loss:.4f})")
+                self.tensorboard.scalars({f"val/{k}": v for k, v in summary.items()}, self.step)
+                scores = "  ".join(f"{SCORE_NAMES[k]} {_percent(v)}" for k, v in summary.items())
+                self._bar.write(f"step {self.step}: {scores}  (train loss {train_loss:.4f})")
             self.loss_sum, self.loss_count = 0.0, 0
         if improved or self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
             self._save(best=improved)
@@ -471,10 +502,14 @@ def _prefixes(keys: list[str]) -> str:
     return ", ".join(names) or "none"
 
 
-def _summary(results: dict | None) -> dict[str, Any] | None:
+SCORE_NAMES = {"miou": "mIoU", "miiou": "iIoU", "category_miou": "category mIoU", "category_miiou": "category iIoU",
+               "pixel_accuracy": "pixel accuracy", "mean_accuracy": "mean accuracy"}
+
+
+def _summary(results: dict | None, keys) -> dict[str, Any] | None:
     if results is None:
         return None
-    return {k: results.get(k) for k in ("miou", "miiou", "category_miou", "category_miiou")}
+    return {k: results.get(k) for k in keys}
 
 
 def _percent(value: float | None) -> str:
