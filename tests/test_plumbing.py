@@ -162,3 +162,23 @@ def test_the_command_list_loads_without_torch():
             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_fast_png_decoder_gives_pillows_pixels(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    cases = {"rgb.png": rng.integers(0, 256, (9, 13, 3), dtype=np.uint8),   # libspng
+             "grey8.png": rng.integers(0, 34, (9, 13), dtype=np.uint8),     # libspng
+             "grey16.png": rng.integers(0, 34000, (9, 13), dtype=np.uint16),  # OpenCV (pyspng's 16-bit is wrong)
+             "rgba.png": rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)}  # OpenCV, alpha dropped
+    for name, array in cases.items():
+        path = write_png(tmp_path / name, array)
+        with Image.open(path) as image:
+            reference = np.array(image.convert("RGB") if array.ndim == 3 else image)
+        got = read_image(path) if array.ndim == 3 else read_label_png(path)
+        assert got.dtype == reference.dtype and np.array_equal(got, reference), name
+    broken = tmp_path / "truncated.png"
+    broken.write_bytes((tmp_path / "rgb.png").read_bytes()[:60])
+    with pytest.raises(RtsegError, match="cannot read image .*truncated.png"):
+        read_image(broken)
