@@ -106,6 +106,14 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw only
     schedule: Literal["constant", "poly"] = "constant"
     poly_power: float = 0.9
+    # warm-up: over the first warmup_iters steps the rate rises from warmup_ratio x lr to lr, linearly
+    # or exponentially (lr x ratio ** (1 - step / warmup_iters)); the schedule then runs over the steps left
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.1
+    warmup_mode: Literal["linear", "exp"] = "linear"
+    # learning-rate factors by parameter name: a module path (its parameters and its children's) -> factor,
+    # e.g. {head: 10.0} trains every parameter under ``head.`` at 10 x lr; the longest matching path wins
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
     grad_clip: Optional[float] = None  # max gradient norm
 
 
@@ -173,6 +181,14 @@ class TrainConfig:
             raise RtsegError(f"{source}: set data.root (a dataset folder) or data.synthetic")
         if self.optim.weight_decay < 0:
             raise RtsegError(f"{source}: optim.weight_decay must be 0 or more, got {self.optim.weight_decay}")
+        if self.optim.warmup_iters < 0:
+            raise RtsegError(f"{source}: optim.warmup_iters must be 0 or more, got {self.optim.warmup_iters}")
+        if not 0 < self.optim.warmup_ratio <= 1:
+            raise RtsegError(f"{source}: optim.warmup_ratio must be in (0, 1], got {self.optim.warmup_ratio}")
+        for prefix, factor in self.optim.lr_multipliers.items():
+            if not prefix or prefix.startswith(".") or prefix.endswith(".") or factor <= 0:
+                raise RtsegError(f"{source}: optim.lr_multipliers maps module paths (e.g. head, backbone.stage1) to "
+                                 f"positive factors, got {prefix!r}: {factor}")
         if not self.loss:
             raise RtsegError(f"{source}: loss has no terms (e.g. loss: {{out: {{type: cross_entropy}}}})")
         for name, term in self.loss.items():

@@ -35,7 +35,7 @@ class DryRunReport:
     outputs: dict[str, tuple[int, ...]]    # what the network returned in training mode
     loss: float                            # the weighted sum of the terms
     terms: dict[str, float]                # each term's value, before its weight
-    decay: list[tuple[float, int, int]]    # per optimizer group: weight decay, tensors, values
+    decay: list[tuple[float, int, int]]    # per weight decay: its value, tensors, values
     replaced: list[str]                    # what the dry run did not take from the config
 
 
@@ -56,8 +56,13 @@ def dry_run(config: TrainConfig, data_root: str | Path | None = None) -> DryRunR
         trainer = Trainer(trial, Path(folder) / "run", resume=False)
         try:
             step = trainer.dry_run()
-            groups = [(float(g["weight_decay"]), len(g["params"]), sum(p.numel() for p in g["params"]))
-                      for g in trainer.optimizer.param_groups]
+            # per weight decay (optim.lr_multipliers splits a decay group by learning rate)
+            decays: dict[float, list[int]] = {}
+            for g in trainer.optimizer.param_groups:
+                counts = decays.setdefault(float(g["weight_decay"]), [0, 0])
+                counts[0] += len(g["params"])
+                counts[1] += sum(p.numel() for p in g["params"])
+            groups = [(decay, tensors, values) for decay, (tensors, values) in decays.items()]
             return DryRunReport(
                 model=config.model.name, parameters=sum(p.numel() for p in trainer.model.parameters()),
                 device=str(trainer.device), images=trainer.batch_per_rank, crop=tuple(config.data.crop),
