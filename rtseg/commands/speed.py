@@ -55,15 +55,20 @@ def format_result(result: SpeedResult) -> str:
         lines.append(f"  {label}: {stats.fps_median:7.2f} FPS   latency median {stats.latency_median_ms:.1f} ms, "
                      f"p90 {stats.latency_p90_ms:.1f}, mean {stats.latency_mean_ms:.1f} +- "
                      f"{stats.latency_std_ms:.1f} ({stats.runs} runs)")
-    achieved = result.gflops * result.fps_model
-    line = f"  {result.gflops:.2f} GFLOPs/image -> {achieved:.1f} GFLOP/s achieved"
+    line = f"  {result.gflops:.2f} GFLOPs/image -> {result.achieved_gflops_per_s:.1f} GFLOP/s achieved"
     peak = result.peak or {}
     if peak.get("gflops_per_s"):
-        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}) "
-                 f"-> efficiency {100 * result.efficiency:.1f}%")
+        spread = f", trials spread {100 * peak['spread']:.0f}%" if peak.get("spread") is not None else ""
+        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}, "
+                 f"best of {len(peak.get('trials', []))} trials{spread}) -> ")
+        line += (f"efficiency {100 * result.efficiency:.1f}%" if result.efficiency is not None
+                 else "efficiency: MEASUREMENT FAULT (the model beat the peak)")
     elif result.peak is not None:
         line += f"; {result.precision} matmul peak n/a"
     lines.append(line)
+    if result.efficiency_fault:
+        lines.append(f"  {result.efficiency_fault}")
+    lines += [f"  warning: {text}" for text in result.warnings]
     warm = result.warmup
     settled = all(warm[k]["settled"] for k in ("model_only", "end_to_end"))
     lines.append(f"  warm-up {warm['model_only']['runs']}+{warm['end_to_end']['runs']} runs "

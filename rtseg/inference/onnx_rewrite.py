@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 _PASS_THROUGH = ("Slice", "QuantizeLinear", "DequantizeLinear")
+# Tensors the rewrite adds are named "<output>" + this + "_<step>".
+REWRITTEN_SUFFIX = "_argmax_first"
 
 
 def _shapes(model) -> dict[str, list[int]]:
@@ -77,7 +79,7 @@ def argmax_before_depth_to_space(model, output: str = "labels"):
     batch, channels, height, width = shape
     classes = channels // (block * block)
     index_type = onnx.TensorProto.UINT8 if classes <= 256 else onnx.TensorProto.FLOAT
-    prefix = f"{output}_argmax_first"
+    prefix = f"{output}{REWRITTEN_SUFFIX}"
     names = {k: f"{prefix}_{k}" for k in ("shape5", "axis1", "view", "index", "small", "up", "squeezed")}
     graph.initializer.extend([
         numpy_helper.from_array(np.array([batch, classes, block * block, height, width], np.int64), names["shape5"]),
@@ -106,6 +108,12 @@ def argmax_before_depth_to_space(model, output: str = "labels"):
     del graph.node[:]
     graph.node.extend(kept + new_nodes)
     return _prune(model), True
+
+
+def is_rewritten(model, output: str = "labels") -> bool:
+    """True when ``argmax_before_depth_to_space`` rewrote ``output`` of this graph."""
+    prefix = f"{output}{REWRITTEN_SUFFIX}_"
+    return any(name.startswith(prefix) for node in model.graph.node for name in node.output)
 
 
 def _per_tensor(dequantize, initializers) -> bool:

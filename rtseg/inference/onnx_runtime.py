@@ -19,6 +19,7 @@ from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
 from rtseg.inference.calibration import random_calibration
 from rtseg.inference.onnx_export import INPUT_NAME, export_onnx, rewrite_labels
+from rtseg.inference.onnx_rewrite import is_rewritten
 from rtseg.inference.quantize import quantize_int8
 from rtseg.inference.runner import Runner
 
@@ -55,6 +56,13 @@ def create_session(model: str | Path | bytes, device: str = "cpu", threads: int 
         raise RtsegError(f"ONNX Runtime cannot load {where}: {exc}".splitlines()[0]) from exc
 
 
+def has_argmax_first(model_path: str | Path) -> bool:
+    """Whether the graph's ``labels`` take the argmax before the last pixel shuffle."""
+    import onnx
+
+    return is_rewritten(onnx.load(str(model_path)))
+
+
 def sub_graph(model_path: str | Path, output: str) -> bytes:
     """The part of an ONNX graph that computes ``output`` alone, serialised."""
     import onnx
@@ -73,10 +81,12 @@ class OrtRunner(Runner):
     so no host round trip is timed.
     """
 
-    def __init__(self, session, output_name: str, backend: Backend, output: str, details: dict):
+    def __init__(self, session, output_name: str, backend: Backend, output: str, details: dict,
+                 graph: bytes | None = None):
         super().__init__(fn=self._run, backend=backend, output=output, details=details)
         self.session = session
         self.output_name = output_name
+        self.graph = graph  # the serialised ONNX graph the session runs
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda":
@@ -113,11 +123,12 @@ def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], bac
             rewrite_labels(path)
             details["graph"] = "fp16 ONNX (float32 input and output)"
         model_graph, labels_graph = sub_graph(path, "logits"), sub_graph(path, "labels")
+        details["argmax_first"] = has_argmax_first(path)
     sessions = [create_session(g, device, threads) for g in (model_graph, labels_graph)]
     details["providers"] = sessions[0].get_providers()
     details["build_s"] = round(time.perf_counter() - started, 3)
-    return (OrtRunner(sessions[0], "logits", backend, output="logits", details=details),
-            OrtRunner(sessions[1], "labels", backend, output="labels", details=details))
+    return (OrtRunner(sessions[0], "logits", backend, output="logits", details=details, graph=model_graph),
+            OrtRunner(sessions[1], "labels", backend, output="labels", details=details, graph=labels_graph))
 
 
 def _to_float16(source: Path, target: Path) -> Path:
