@@ -322,6 +322,12 @@ def test_compiled_models_do_not_share_a_recompile_limit(monkeypatch):
         for model_only, end_to_end in runners:
             model_only(x), end_to_end(x)
     assert counters["stats"]["unique_graphs"] - graphs == 6
+    # inputs the guards would otherwise tell apart: an inference tensor, a batch axis with an odd stride
+    with torch.inference_mode():
+        runners[1][1](torch.randn(1, 3, *SIZE))
+    odd = torch.randn(1, 3, *SIZE).contiguous(memory_format=torch.channels_last)
+    runners[1][1](odd.as_strided(odd.shape, (3, 1, 3 * SIZE[1], 3)))  # how an HxWx3 image arrives
+    assert counters["stats"]["unique_graphs"] - graphs == 6
     from rtseg.inference.torch_engines import CompileFallback
 
     with pytest.raises(CompileFallback, match="would have to recompile"):
@@ -335,6 +341,105 @@ def test_compiled_models_do_not_share_a_recompile_limit(monkeypatch):
 def test_unsupported_combinations_say_what_to_use(engine, precision, device):
     with pytest.raises(RtsegError, match=engine if engine != "eager" or precision == "int8" else precision):
         Backend(engine, precision, device).check()
+
+
+# --- int8: which layers stay in float ------------------------------------------------------------
+
+class EveryConvKind(SegmentationNetwork):
+    """One layer of each kind ``rtseg.inference.int8_layers`` tells apart."""
+
+    def __init__(self):
+        super().__init__("every-kind", 19)
+        self.stem = nn.Conv2d(3, 12, 3, stride=2, padding=1)
+        self.depthwise = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.grouped = nn.Conv2d(12, 12, 1, groups=3)
+        self.pointwise = nn.Conv2d(12, 19, 1)
+        self.dense = nn.Conv2d(19, 19, 3, padding=1)
+        self.up = nn.ConvTranspose2d(19, 19, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = self.grouped(self.depthwise(x)) + x
+        return self.up(self.dense(self.pointwise(x)))
+
+
+@pytest.fixture(scope="module")
+def quantizer(tmp_path_factory):
+    from rtseg.inference.calibration import random_calibration
+    from rtseg.inference.onnx_export import export_onnx
+    from rtseg.inference.quantize import Quantizer
+
+    work = tmp_path_factory.mktemp("int8")
+    model = EveryConvKind().eval()
+    path = export_onnx(model, work / "float.onnx", SIZE, argmax_first=False)
+    return model, path, Quantizer(path, random_calibration(model, SIZE, batches=2), work)
+
+
+def test_layer_kinds_tell_every_convolution_apart(quantizer):
+    import onnx
+
+    from rtseg.inference.int8_layers import (DENSE, DEPTHWISE, GROUPED, OTHER, POINTWISE, STEM, UPSAMPLING,
+                                             layer_kinds)
+
+    kinds = layer_kinds(onnx.load(str(quantizer[2].prepared)))
+    assert {k: len(v) for k, v in kinds.items() if k != OTHER} == {
+        STEM: 1, DEPTHWISE: 1, GROUPED: 1, POINTWISE: 1, DENSE: 1, UPSAMPLING: 1}
+    assert kinds[OTHER]  # the Relu, the Add and the pixel shuffle
+
+
+def _fake_timer(times: dict):
+    """A ``time_graphs`` whose figures are ``times`` (ms per candidate name, round by round)."""
+    rounds = iter(times)
+
+    def timer(graphs, x, threads, runs):
+        values = next(rounds)
+        assert set(graphs) == set(values)
+        return values
+    return timer
+
+
+def test_int8_plan_keeps_in_float_what_was_faster_in_float(quantizer):
+    from rtseg.inference.int8_layers import ALL_INT8, DEPTHWISE, FLOAT, GROUPED, KINDS, choose_float_layers
+
+    model, path, quant = quantizer
+    x = torch.randn(1, 3, *SIZE).numpy()
+    present = list(KINDS)
+    first = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 10.1 for k in present}, DEPTHWISE: 9.0, GROUPED: 9.5}
+    union = f"{GROUPED} + {DEPTHWISE}"  # in the order of KINDS
+    second = {union: 8.0, DEPTHWISE: 9.0, FLOAT: 20.0}  # the same clock as the first round
+    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([first, second]))
+    assert plan.float_kinds == (GROUPED, DEPTHWISE) and not plan.all_float
+    assert len(plan.float_nodes) == 2 and plan.timings_ms[union] == 8.0
+    assert "kept in float" in plan.label
+    # nothing beats all-int8 by the margin: everything is quantized
+    flat = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 9.9 for k in present}}
+    assert choose_float_layers(path, quant, x, 1, timer=_fake_timer([flat])).float_kinds == ()
+    # float beats every int8 graph: nothing is quantized, and the plan says so
+    slow = {ALL_INT8: 10.0, FLOAT: 7.0, **{k: 11.0 for k in present}}
+    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([slow]))
+    assert plan.all_float and "every layer in float" in plan.label
+
+
+def test_int8_graph_keeps_the_planned_layers_in_float(quantizer, tmp_path):
+    import onnx
+
+    from rtseg.inference.int8_layers import DEPTHWISE, FLOAT, build_int8_graph
+
+    model, path, quant = quantizer
+    x = torch.randn(1, 3, *SIZE).numpy()
+    calibration = quant.calibration
+    target, plan = build_int8_graph(path, tmp_path / "dw-float.onnx", calibration, x, float_kinds=(DEPTHWISE,))
+    graph = onnx.load(str(target)).graph
+    depthwise_name, = plan.float_nodes
+    depthwise = next(n for n in graph.node if n.name == depthwise_name)
+    producers = {o: n for n in graph.node for o in n.output}
+    weight = producers.get(depthwise.input[1])
+    assert weight is None or weight.op_type != "DequantizeLinear"  # float weights, not int8 ones
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 0  # the rest is quantized
+    target, plan = build_int8_graph(path, tmp_path / "float.onnx", calibration, x, float_kinds=(FLOAT,))
+    assert plan.all_float and not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(target)).graph.node)
+    with pytest.raises(RtsegError, match="not one of"):
+        build_int8_graph(path, tmp_path / "x.onnx", calibration, x, float_kinds=("fast conv",))
 
 
 # --- measure_speed and the command -------------------------------------------------------------

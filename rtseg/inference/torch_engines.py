@@ -65,14 +65,31 @@ def prepare_model(model: nn.Module, device: str = "cpu", *, fold_bn: bool = True
     return model, details
 
 
-def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: bool):
+def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: bool, compiled: bool = False):
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if not compiled:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), autocast(precision, device):
+                return module(x.contiguous(memory_format=memory_format))
+        return run
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(precision, device):
-            return module(x.contiguous(memory_format=memory_format))
+    def run_compiled(x: torch.Tensor) -> torch.Tensor:
+        # Dynamo guards on the input's dispatch keys and strides: an inference-mode tensor has other
+        # keys than an ordinary one, and a size-1 axis may carry any stride. Compiled code always
+        # sees an ordinary tensor with the canonical strides (a free view for a size-1 axis), also
+        # when the caller runs under inference_mode.
+        with torch.inference_mode(False), torch.no_grad(), autocast(precision, device):
+            if x.is_inference():
+                x = x.clone()
+            x = x.contiguous(memory_format=memory_format)
+            return module(x.as_strided(x.shape, canonical_strides(x.shape, channels_last), x.storage_offset()))
+    return run_compiled
 
-    return run
+
+def canonical_strides(shape: torch.Size, channels_last: bool) -> tuple[int, ...]:
+    """The strides ``torch.empty(shape)`` would have (NCHW or NHWC order for 4-d shapes)."""
+    memory_format = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+    return torch.empty(shape, device="meta", memory_format=memory_format).stride()
 
 
 def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backend, *,
@@ -88,7 +105,7 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
         example = torch.randn(batch, 3, *size, device=device)
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
         details["compile"] = "inductor, freezing, max-autotune off"
-    fns = [_eager_fn(m, precision, device, channels_last) for m in modules]
+    fns = [_eager_fn(m, precision, device, channels_last, compiled=backend.engine == "compile") for m in modules]
     if backend.engine == "compile":
         fns = [_no_recompile(fn, getattr(model, "name", type(model).__name__), precision, size) for fn in fns]
     details["build_s"] = round(time.perf_counter() - started, 3)
@@ -111,7 +128,7 @@ def _compile(module: nn.Module, example: torch.Tensor, precision: str, device: s
     breaks_before = sum(counters["graph_break"].values())
     try:
         with inductor_config.patch(freezing=True):
-            _eager_fn(compiled, precision, device, channels_last)(example)
+            _eager_fn(compiled, precision, device, channels_last, compiled=True)(example)
     except RtsegError:
         raise
     except Exception as exc:  # dynamo's Unsupported, FailOnRecompileLimitHit, inductor's lowering errors
