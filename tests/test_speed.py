@@ -576,6 +576,50 @@ def test_hardware_record():
     assert torch.__version__.startswith(info["versions"]["torch"]) and info["gpu"] is None
 
 
+# --- CUDA (benchmarks/gpu_smoke.sh runs these on a GPU machine; skipped without one) ---------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("engine,precision", [("eager", "fp32"), ("eager", "fp16"), ("eager", "bf16"),
+                                              ("compile", "fp16")])
+def test_cuda_engines_give_the_cpu_answer(tiny_net, engine, precision):
+    model_only, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, precision, "cuda"))
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        reference = tiny_net(x)
+    logits = model_only(x.cuda()).float().cpu()
+    labels = end_to_end(x.cuda()).cpu()
+    tolerance = 1e-3 if precision == "fp32" else 0.05 * reference.abs().max()
+    assert (logits - reference).abs().max() < tolerance
+    assert (labels == reference.argmax(1)).float().mean() > (0.999 if precision == "fp32" else 0.95)
+
+
+@CUDA
+def test_cuda_measure_speed_times_the_gpu(tiny_net):
+    result = measure_speed(tiny_net, SIZE, Backend("eager", "fp16", "cuda"),
+                           TimingProtocol(runs=3, max_warmup=4, warmup_window=2, peak_matrix=256))
+    record = result.as_dict()
+    assert record["device"] == "cuda" and record["hardware"]["gpu"] == torch.cuda.get_device_name()
+    assert record["end_to_end"]["runs"] == 3 and record["fps"] > 0
+    assert record["peak"]["method"] == "torch.mm" and len(record["peak"]["trials"]) == 4
+
+
+@CUDA
+def test_cuda_onnxruntime_binds_gpu_memory(tiny_net):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed")
+    model_only, end_to_end = build_runners(tiny_net, SIZE, Backend("onnxruntime", "fp16", "cuda"))
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        reference = tiny_net(x)
+    assert (end_to_end(x.cuda()).cpu() == reference.argmax(1)).float().mean() > 0.95
+    assert model_only.details["providers"][0] == "CUDAExecutionProvider"
+
+
 # --- the engine-agnostic predictor ------------------------------------------------------------
 
 def _reference_prediction(model, image, size):
