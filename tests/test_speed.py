@@ -119,9 +119,14 @@ def test_time_in_blocks_takes_turns_in_blocks_and_waits_before_each():
     def step(name):
         return lambda: calls.append(name) or 0.001
 
-    times = time_in_blocks([step("a"), step("b")], runs=5, block=2, before_block=lambda: calls.append("|"))
+    times = time_in_blocks([step("a"), step("b")], runs=5, block=2, before_block=lambda: calls.append("|"),
+                           lead_in=0)
     assert "".join(calls) == "|aa|bb|aa|bb|a|b"
     assert [len(t) for t in times] == [5, 5]
+    calls.clear()
+    times = time_in_blocks([step("a"), step("b")], runs=3, block=2, before_block=lambda: calls.append("|"))
+    assert "".join(calls) == "|aaa|bbb|aa|bb"  # one untimed call leads each block in
+    assert [len(t) for t in times] == [3, 3]
     with pytest.raises(ValueError):
         time_in_blocks([step("a")], runs=3, block=0)
 
@@ -440,6 +445,55 @@ def test_int8_graph_keeps_the_planned_layers_in_float(quantizer, tmp_path):
     assert plan.all_float and not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(target)).graph.node)
     with pytest.raises(RtsegError, match="not one of"):
         build_int8_graph(path, tmp_path / "x.onnx", calibration, x, float_kinds=("fast conv",))
+
+
+def test_int8_labels_are_the_argmax_of_the_int8_logits(tiny_net, tmp_path):
+    """The argmax-first rewrite of a quantized graph: labels from the uint8 class scores, exactly."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtseg.inference.calibration import random_calibration
+    from rtseg.inference.onnx_export import export_onnx
+    from rtseg.inference.quantize import quantize_int8
+
+    float_path = export_onnx(tiny_net, tmp_path / "m.onnx", SIZE, argmax_first=False)
+    path = quantize_int8(float_path, tmp_path / "q.onnx", random_calibration(tiny_net, SIZE, batches=2))
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    argmax = next(n for n in graph.node if n.op_type == "ArgMax")
+    assert producer[argmax.input[0]].op_type == "Cast"  # uint8 scores as float32, no DequantizeLinear
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 3, *SIZE)).astype(np.float32)
+        logits, labels = session.run(["logits", "labels"], {"image": x})
+        np.testing.assert_array_equal(labels, logits.argmax(1))
+
+
+# --- per-layer-kind profiles ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "eager"])
+def test_layer_profile_sorts_the_time_into_kinds(tiny_net, engine):
+    from rtseg.inference.int8_layers import POINTWISE, STEM
+    from rtseg.profiling.layers import profile_runner
+
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    profile = profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=3)
+    kinds = {k.kind: k for k in profile.kinds}
+    assert {STEM, POINTWISE} <= set(kinds) and "argmax" in kinds
+    assert sum(k.share for k in profile.kinds) == pytest.approx(1.0)
+    assert [k.ms_per_run for k in profile.kinds] == sorted((k.ms_per_run for k in profile.kinds), reverse=True)
+    stem_flops = 2 * (8 * SIZE[0] // 2 * SIZE[1] // 2) * (3 * 3 * 3)  # 3 -> 8 channels, 3x3, stride 2
+    assert kinds[STEM].gflops == pytest.approx(stem_flops / 1e9, rel=1e-6)
+    rated = profile.with_peak(kinds[STEM].gflops_per_s * 2)
+    assert {k.kind: k for k in rated.kinds}[STEM].efficiency == pytest.approx(0.5)
+    assert "stem conv" in rated.table()
+
+
+def test_onnxruntime_profile_counts_only_the_timed_runs():
+    from rtseg.profiling.layers import timed_runs_start
+
+    events = [{"cat": "Session", "name": "model_run", "ts": t} for t in (10, 20, 30, 40)]
+    assert timed_runs_start(events, 2) == 30 and timed_runs_start(events, 9) == 0.0
 
 
 # --- measure_speed and the command -------------------------------------------------------------

@@ -83,21 +83,42 @@ def conv_kind(node, weights: dict[str, tuple[int, ...]], feeds_depth_to_space: b
     return POINTWISE if tuple(shape[2:]) == (1, 1) else DENSE
 
 
+# Ops between a sub-pixel convolution and its DepthToSpace in quantized or optimised graphs.
+_PASS_THROUGH = {"Transpose", "Reshape", "QuantizeLinear", "DequantizeLinear", "Cast", "ReorderOutput"}
+
+
+def reaches_pixel_shuffle(node, consumers: dict, depth: int = 0) -> bool:
+    """Whether ``node``'s output reaches a DepthToSpace (or the argmax taken before one) through
+    layout and quantization steps only: then it is a sub-pixel up-sampling convolution.
+    ``consumers``: tensor name -> the nodes that read it."""
+    for out in node.output:
+        for consumer in consumers.get(out, ()):
+            if consumer.op_type in ("DepthToSpace", "ArgMax"):
+                return True
+            if consumer.op_type in _PASS_THROUGH and depth < 4 and reaches_pixel_shuffle(consumer, consumers, depth + 1):
+                return True
+    return False
+
+
+def consumers_of(graph) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
 def layer_kinds(model) -> dict[str, list[str]]:
     """``kind -> names`` of the nodes of an ONNX graph that quantization would touch."""
     from onnx import numpy_helper
 
     graph = model.graph
     weights = {t.name: tuple(numpy_helper.to_array(t).shape) for t in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
     kinds: dict[str, list[str]] = {}
     for node in graph.node:
         if node.op_type == "Conv":
-            to_space = any(c.op_type == "DepthToSpace" for c in consumers.get(node.output[0], []))
-            kind = conv_kind(node, weights, to_space)
+            kind = conv_kind(node, weights, reaches_pixel_shuffle(node, consumers))
         elif node.op_type in _NEVER_QUANTIZED:
             continue
         else:

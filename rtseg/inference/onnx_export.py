@@ -161,3 +161,18 @@ def sub_graph(model_path: str | Path, output: str) -> bytes:
     model = onnx.load(str(model_path))
     inputs = [i.name for i in model.graph.input]
     return Extractor(model).extract_model(inputs, [output]).SerializeToString()
+
+
+def name_unnamed_nodes(model) -> int:
+    """Give every unnamed node of an ONNX model a unique name (in place); how many were named.
+
+    Node names are how ``nodes_to_exclude`` and ONNX Runtime's profiler refer to nodes."""
+    taken = {node.name for node in model.graph.node if node.name}
+    unnamed = [node for node in model.graph.node if not node.name]
+    for number, node in enumerate(unnamed):
+        name = f"{node.op_type}_rtseg_{number}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return len(unnamed)

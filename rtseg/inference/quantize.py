@@ -23,7 +23,7 @@ import torch
 
 from rtseg.atomic import atomic_path
 from rtseg.errors import RtsegError
-from rtseg.inference.onnx_export import INPUT_NAME, rewrite_labels
+from rtseg.inference.onnx_export import INPUT_NAME, name_unnamed_nodes, rewrite_labels
 
 
 def _as_array(batch) -> np.ndarray:
@@ -82,19 +82,11 @@ class Quantizer:
 
 
 def _name_nodes(path: Path) -> None:
-    """Give every unnamed node a unique name: ``nodes_to_exclude`` refers to nodes by name."""
+    """Every node named: ``nodes_to_exclude`` refers to nodes by name."""
     import onnx
 
     model = onnx.load(str(path))
-    taken = {node.name for node in model.graph.node if node.name}
-    unnamed = [node for node in model.graph.node if not node.name]
-    for number, node in enumerate(unnamed):
-        name = f"{node.op_type}_rtseg_{number}"
-        while name in taken:
-            name += "_"
-        node.name = name
-        taken.add(name)
-    if unnamed:
+    if name_unnamed_nodes(model):
         onnx.save(model, str(path))
 
 

@@ -26,6 +26,8 @@ Protocol (``measure_speed``):
    GFLOPs x model-only FPS / peak; above 100 % it is no figure but a measurement fault
    (``SpeedResult.efficiency_fault``). A model-only figure slower than the end-to-end one
    on the same engine is flagged in ``warnings``.
+7. With ``profile_layers``, the end-to-end runner once more under the engine's profiler: the
+   share of time and the efficiency of each kind of layer (``rtseg.profiling.layers``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from rtseg.inference.calibration import random_inputs
 from rtseg.inference.engines import build_runners
 from rtseg.profiling.flops import count_flops, count_params
 from rtseg.profiling.hardware import describe
+from rtseg.profiling.layers import profile_runner
 from rtseg.profiling.roofline import Peak, combine_peaks
 from rtseg.profiling.roofline import measure_peak as matmul_peak
 from rtseg.profiling.timing import TimingStats, settle, stopwatch, time_in_blocks, wait_until_idle
@@ -69,6 +72,7 @@ class TimingProtocol:
     measure_peak: bool = True
     peak_trials: int = 2
     peak_matrix: int | None = None
+    profile_layers: bool = False  # also profile the end-to-end runner per kind of layer (rtseg.profiling.layers)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +98,7 @@ class SpeedResult:
     hardware: dict
     settings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    layers: dict | None = None  # the per-kind profile, when the protocol asked for it
 
     @property
     def fps(self) -> float:
@@ -136,7 +141,7 @@ class SpeedResult:
             "peak_spread": (self.peak or {}).get("spread"),
             "efficiency": round(self.efficiency, 5) if self.efficiency is not None else None,
             "efficiency_fault": self.efficiency_fault,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "layers": self.layers,
             "end_to_end": self.end_to_end.as_dict(), "model_only": self.model_only.as_dict(),
             "warmup": self.warmup, "peak": self.peak, "settings": self.settings, "hardware": self.hardware,
         }
@@ -193,6 +198,10 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
         if protocol.measure_peak:
             peaks.append(_peak(backend, protocol, threads))
         peak = combine_peaks(*peaks).as_dict() if peaks else None
+        layers = None
+        if protocol.profile_layers:
+            wait_until_idle()
+            layers = profile_runner(e2e_runner, x).with_peak((peak or {}).get("gflops_per_s")).as_dict()
         hardware = describe(device, threads)
     model_stats, e2e_stats = TimingStats.from_seconds(model_times, batch), TimingStats.from_seconds(e2e_times, batch)
     return SpeedResult(
@@ -204,7 +213,7 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
                 "window": protocol.warmup_window, "tolerance": protocol.warmup_tolerance,
                 "max_runs": protocol.max_warmup, "max_seconds": protocol.max_warmup_seconds},
         peak=peak, hardware=hardware, settings={**model_runner.details, "protocol": protocol.as_dict()},
-        warnings=timing_warnings(model_stats, e2e_stats, model_runner.details))
+        warnings=timing_warnings(model_stats, e2e_stats, model_runner.details), layers=layers)
 
 
 def _peak(backend: Backend, protocol: TimingProtocol, threads: int) -> Peak:

@@ -135,20 +135,24 @@ def wait_until_idle(max_seconds: float = 1.0, slice_seconds: float = 0.005, busy
 
 
 def time_in_blocks(steps: Sequence[Callable[[], float]], runs: int, block: int = 5,
-                   before_block: Callable[[], object] | None = wait_until_idle) -> list[list[float]]:
+                   before_block: Callable[[], object] | None = wait_until_idle, lead_in: int = 1) -> list[list[float]]:
     """``runs`` timings of each step, taken in blocks of ``block`` consecutive calls, the steps
-    in turn (A A A, B B B, A A A, ...), ``before_block()`` (waiting until idle) before each block.
+    in turn (A A A, B B B, A A A, ...), ``before_block()`` (waiting until idle) before each block
+    and ``lead_in`` untimed calls at its start (they wake the step's threads, which slept while
+    the others ran: a program's loop does not wait for them).
 
     Blocks keep the steps apart (no step's threads spin while another runs) while the turns
     still spread a change of the machine's load over all steps alike."""
-    if runs < 1 or block < 1:
-        raise ValueError("runs and block must be positive")
+    if runs < 1 or block < 1 or lead_in < 0:
+        raise ValueError("runs and block must be positive, lead_in not negative")
     times: list[list[float]] = [[] for _ in steps]
     while len(times[0]) < runs:
         count = min(block, runs - len(times[0]))
         for record, step in zip(times, steps):
             if before_block is not None:
                 before_block()
+            for _ in range(lead_in):
+                step()
             record.extend(step() for _ in range(count))
     return times
 
