@@ -419,10 +419,11 @@ def test_int8_plan_keeps_in_float_what_was_faster_in_float(quantizer):
     # nothing beats all-int8 by the margin: everything is quantized
     flat = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 9.9 for k in present}}
     assert choose_float_layers(path, quant, x, 1, timer=_fake_timer([flat])).float_kinds == ()
-    # float beats every int8 graph: nothing is quantized, and the plan says so
-    slow = {ALL_INT8: 10.0, FLOAT: 7.0, **{k: 11.0 for k in present}}
-    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([slow]))
-    assert plan.all_float and "every layer in float" in plan.label
+    # float beats every int8 graph, or int8 is not clearly faster: nothing is quantized, and the plan says so
+    for float_ms in (7.0, 10.1):
+        slow = {ALL_INT8: 10.0, FLOAT: float_ms, **{k: 11.0 for k in present}}
+        plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([slow]))
+        assert plan.all_float and "every layer in float" in plan.label
 
 
 def test_int8_graph_keeps_the_planned_layers_in_float(quantizer, tmp_path):

@@ -8,8 +8,9 @@ slower than in float once the quantize/dequantize steps around them are counted
 all-int8 graph, the float graph and one graph per kind kept in float are timed side by side
 (end-to-end, in blocks after the process's threads are idle, as the speed protocol does);
 every kind whose float version beat all-int8 by more than ``margin`` joins the plan, their
-union is timed against the best single choice, and the fastest graph measured wins. When even
-that is slower than float, every layer stays in float and the plan says so.
+union is timed against the best single choice, and the fastest graph measured wins, unless it
+does not beat the float graph by ``margin`` too: then every layer stays in float (no mIoU
+cost for no clear gain) and the plan says so.
 
 The result, ``Int8Plan``, lists the kinds and node names kept in float and every timing it was
 chosen on; ``rtseg.inference.onnx_runtime`` records it with the runner, and a later build at
@@ -190,7 +191,7 @@ def choose_float_layers(float_graph: str | Path, quantizer: Quantizer, x: np.nda
     kept = min(choices, key=choices.get)
     counts = {kind: len(names) for kind, names in kinds.items()}
     rounded = {k: round(v, 3) for k, v in timings.items()}
-    if float_time < choices[kept]:
+    if choices[kept] > (1 - margin) * float_time:  # int8 must be clearly faster: float has no mIoU cost
         return Int8Plan(tuple(kinds), True, counts, tuple(n for names in kinds.values() for n in names), rounded)
     return Int8Plan(kept, False, counts, tuple(n for kind in kept for n in kinds[kind]), rounded)
 
