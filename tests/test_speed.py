@@ -462,7 +462,8 @@ def test_int8_labels_are_the_argmax_of_the_int8_logits(tiny_net, tmp_path):
     graph = onnx.load(str(path)).graph
     producer = {o: n for n in graph.node for o in n.output}
     argmax = next(n for n in graph.node if n.op_type == "ArgMax")
-    assert producer[argmax.input[0]].op_type == "Cast"  # uint8 scores as float32, no DequantizeLinear
+    assert producer[argmax.input[0]].op_type == "DequantizeLinear"  # of the reshaped uint8 scores
+    assert producer[producer[argmax.input[0]].input[0]].op_type == "Reshape"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, 3, *SIZE)).astype(np.float32)
