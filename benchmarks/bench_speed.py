@@ -1,29 +1,45 @@
-"""Side-by-side speed of models x engine/precision settings, interleaved, on this machine.
+"""Side-by-side speed of models x engine/precision settings on this machine, and the issue's goals.
 
-    python benchmarks/bench_speed.py                       # the issue's goals, 512x1024, 2 threads
+    python benchmarks/bench_speed.py --goals --images 2          # the goals group + plain-program check
+    python benchmarks/bench_speed.py --grid                      # 12 grid models + ENet, SegNet: best vs plain
     python benchmarks/bench_speed.py --models skipnet-mobilenet_v1 --settings plain,onnxruntime-int8
 
-Every (model, setting) is built and warmed up first (``rtseg.profiling.speed.settle``); then
-the timed runs go round robin over all of them (A, B, C, A, B, C, ...), end-to-end then
-model-only each time, so a load change on a shared CPU hits every setting alike. Absolute
-FPS on a busy machine drift; the ratios between columns of one run are what this reports.
+Models are timed in groups: every (model, setting) of a group is built (a setting that fails,
+such as a torch.compile that would fall back to eager, is reported as failed and not timed),
+warmed up until settled, then timed with the speed protocol's rules
+(``rtseg.profiling.timing.time_in_blocks``): blocks of back-to-back runs, the entries taking
+turns, each block after this process's threads are idle, so no entry's thread pool disturbs
+another's and a load change on a shared CPU hits every entry alike. The ratios between
+entries of one group are what this reports; absolute FPS drift with the machine's load.
+``--goals`` times SkipNet-MobileNet, SkipNet-ShuffleNet and ENet in one group; ``--grid``
+times each other model in a group of its own (their memory would not fit at once).
 
 Quality: every setting's label maps are compared with plain fp32 eager on real-looking
-images (the synthetic Cityscapes val split, generated into a temporary folder unless
-``--data`` gives a root); with ``--checkpoint NAME=CKPT`` (trained weights) and labels in the
-data, each setting's mIoU is reported too. int8 settings calibrate on the train split.
+images (the synthetic val split, generated in a temporary folder unless ``--data`` is given);
+with ``--checkpoint NAME=CKPT`` and ``--quality-data ROOT`` each setting is rebuilt at the
+checkpoint's own size (the int8 layer plan chosen at ``--size`` is kept) and scored (mIoU).
+int8 settings calibrate on the train split.
+
+The plainest-program check (``--goals``, or ``--plain-check MODEL:SETTING``): the protocol's
+end-to-end figure for an ONNX Runtime entry beside the same graph run alone, one session and
+one loop in a fresh process (``rtseg.profiling.plain_program``); they must agree within 10 %.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_report  # noqa: E402  (benchmarks/speed_report.py: tables and goals)
 
 # name -> how the setting is built; "plain" is what a user gets from model.eval() in PyTorch.
 SETTINGS = {
@@ -33,34 +49,48 @@ SETTINGS = {
     "compile-fp32": dict(engine="compile", precision="fp32"),
     "compile-bf16": dict(engine="compile", precision="bf16"),
     "onnxruntime-fp32": dict(engine="onnxruntime", precision="fp32"),
-    "onnxruntime-int8": dict(engine="onnxruntime", precision="int8"),
+    "onnxruntime-int8": dict(engine="onnxruntime", precision="int8"),  # float layers chosen by timing
+    "onnxruntime-int8-all": dict(engine="onnxruntime", precision="int8", int8_float=()),  # every layer int8
 }
-DEFAULT_MODELS = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "enet")
 DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16", "onnxruntime-fp32",
                     "onnxruntime-int8")
+GOAL_MODELS = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "enet")
+GRID_MODELS = tuple(f"{d}-{e}" for d in ("skipnet", "unet", "dilation")
+                    for e in ("vgg16", "resnet18", "mobilenet_v1", "shufflenet_v1")) + ("enet", "segnet")
+PLAIN_CHECK = "skipnet-mobilenet_v1:onnxruntime-int8"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     from rtseg.commands.arguments import size_argument
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
+    parser.add_argument("--goals", action="store_true",
+                        help=f"time {', '.join(GOAL_MODELS)} side by side, check the plain program, print the goals")
+    parser.add_argument("--grid", action="store_true",
+                        help="also time every grid model, ENet and SegNet, each model a group of its own")
+    parser.add_argument("--models", help="comma-separated model names, timed as one group "
+                                         f"(default without --goals/--grid: {','.join(GOAL_MODELS)})")
     parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
                         help=f"comma-separated, from: {', '.join(SETTINGS)}")
     parser.add_argument("--size", type=size_argument, default=(512, 1024))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20, help="timed runs of each (model, setting), >= 20")
+    parser.add_argument("--block", type=int, default=5, help="back-to-back runs per block (default 5)")
+    parser.add_argument("--end-to-end-only", action="store_true",
+                        help="time the end-to-end figure only (halves the time of --grid)")
     parser.add_argument("--data", help="Cityscapes-layout root with train and val images (default: generate "
                                        "a small synthetic one in a temporary folder)")
     parser.add_argument("--images", type=int, default=4, help="val images for the agreement/mIoU check")
-    parser.add_argument("--quality-data", help="Cityscapes-layout root for the agreement/mIoU check of models "
-                                               "with --checkpoint, at its images' own size (default: --data at "
-                                               "--size); use the size the checkpoint was trained at")
+    parser.add_argument("--quality-data", help="Cityscapes-layout root for the mIoU check of models with "
+                                               "--checkpoint, at its images' own size (use the size the "
+                                               "checkpoint was trained at)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
                         help="trained weights for model NAME (repeatable)")
+    parser.add_argument("--plain-check", default=None, metavar="MODEL:SETTING",
+                        help=f"the plainest-program check for this ONNX Runtime entry (default with --goals: "
+                             f"{PLAIN_CHECK}; 'none' to skip)")
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args(argv)
-    args.models = [m for m in args.models.split(",") if m]
     args.settings = [s for s in args.settings.split(",") if s]
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
@@ -70,7 +100,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.runs < 20:
         parser.error("--runs must be at least 20")
     args.checkpoint = dict(item.split("=", 1) for item in args.checkpoint)
+    args.groups = groups(args)
+    if args.plain_check is None:
+        args.plain_check = PLAIN_CHECK if args.goals else "none"
+    if args.plain_check != "none":
+        model, _, setting = args.plain_check.partition(":")
+        if SETTINGS.get(setting, {}).get("engine") != "onnxruntime":
+            parser.error("--plain-check needs MODEL:SETTING with an onnxruntime setting")
+        if setting not in args.settings or not any(model in g for g in args.groups):
+            parser.error(f"--plain-check {args.plain_check}: that model and setting are not timed")
     return args
+
+
+def groups(args) -> list[list[str]]:
+    """The models timed side by side, group by group."""
+    found: list[list[str]] = []
+    if args.goals:
+        found.append(list(GOAL_MODELS))
+    if args.models:
+        found.append([m for m in args.models.split(",") if m])
+    if args.grid:
+        done = {m for g in found for m in g}
+        found += [[m] for m in GRID_MODELS if m not in done]
+    return found or [list(GOAL_MODELS)]
 
 
 def load_model(name: str, checkpoints: dict[str, str]):
@@ -127,126 +179,177 @@ def miou(labels_by_image, samples) -> float | None:
     return metrics.compute()["miou"]
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from tqdm import tqdm
-
+def build_entries(names, args, root: Path) -> tuple[list[dict], dict]:
+    """Every (model, setting) of a group, built (a failed build is an entry with ``error``), and the models."""
     from rtseg.data.io import read_image
+    from rtseg.errors import RtsegError
     from rtseg.inference import Backend, build_runners
     from rtseg.inference.calibration import find_images, images_from_root
     from rtseg.normalisation import model_normalisation
-    from rtseg.profiling.hardware import describe
-    from rtseg.profiling.timing import TimingStats, settle, stopwatch
 
-    torch.set_num_threads(args.threads)
-    command = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    entries = []  # one per (model, setting)
-    with tempfile.TemporaryDirectory(prefix="rtseg-bench-") as work:
-        root = data_root(args, work)
-        for name in args.models:
-            model, trained = load_model(name, args.checkpoint)
-            mean, std = model_normalisation(model)
-            samples = val_samples(root, args.size, args.images, mean, std)
-            calibration = images_from_root(root, args.size, 8, mean, std)
-            quality = None
-            if trained and args.quality_data:
-                quality_root = Path(args.quality_data)
-                quality_size = tuple(read_image(find_images(quality_root, ("val",))[0]).shape[:2])
-                quality = (quality_size, val_samples(quality_root, quality_size, args.images, mean, std),
-                           images_from_root(quality_root, quality_size, 8, mean, std))
-            for setting in args.settings:
-                began = time.perf_counter()
-                print(f"building {name} / {setting} ...", file=sys.stderr)
-                backend = Backend(threads=args.threads, **SETTINGS[setting])
+    entries, models = [], {}
+    for name in names:
+        model, trained = load_model(name, args.checkpoint)
+        models[name] = model
+        mean, std = model_normalisation(model)
+        samples = val_samples(root, args.size, args.images, mean, std)
+        calibration = images_from_root(root, args.size, 8, mean, std)
+        quality = None
+        if trained and args.quality_data:
+            quality_root = Path(args.quality_data)
+            quality_size = tuple(read_image(find_images(quality_root, ("val",))[0]).shape[:2])
+            quality = (quality_size, val_samples(quality_root, quality_size, args.images, mean, std),
+                       images_from_root(quality_root, quality_size, 8, mean, std))
+        for setting in args.settings:
+            began = time.perf_counter()
+            print(f"building {name} / {setting} ...", file=sys.stderr)
+            backend = Backend(threads=args.threads, **SETTINGS[setting])
+            entry = {"model": name, "setting": setting, "trained": trained, "samples": samples,
+                     "quality_size": args.size, "error": None}
+            try:
                 runners = build_runners(model, args.size, backend, calibration=calibration)
-                entry = {"model": name, "setting": setting, "trained": trained, "runners": runners,
-                         "build_s": time.perf_counter() - began, "samples": samples, "quality_size": args.size,
-                         "speed_input": samples[0][0],
-                         "labels": [runners[1](x).cpu() for x, _ in samples]}
-                if quality is not None:  # the same setting built again at the checkpoint's own size
+                entry.update(runners=runners, speed_input=samples[0][0], details=runners[0].details,
+                             labels=[runners[1](x).cpu() for x, _ in samples])
+                if quality is not None:  # the same setting again at the checkpoint's own size
+                    plan = runners[0].details.get("int8_plan")
+                    if plan is not None:  # keep the layers chosen at --size; do not measure again
+                        backend = backend.with_options(int8_float=("all float",) if plan["all_float"]
+                                                       else tuple(plan["float_kinds"]))
                     quality_runners = build_runners(model, quality[0], backend, calibration=quality[2])
                     entry.update(samples=quality[1], quality_size=quality[0],
                                  labels=[quality_runners[1](x).cpu() for x, _ in quality[1]])
-                entries.append(entry)
+                    del quality_runners
+            except RtsegError as exc:  # e.g. torch.compile would fall back to eager: the setting failed
+                entry["error"] = str(exc)
+                print(f"  FAILED: {exc}", file=sys.stderr)
+            entry["build_s"] = time.perf_counter() - began
+            entries.append(entry)
+    return entries, models
+
+
+def time_group(entries, args) -> None:
+    """Warm up, then time every built entry of the group side by side (see the module docstring)."""
+    from tqdm import tqdm
+
+    from rtseg.profiling.timing import TimingStats, settle, stopwatch, time_in_blocks, wait_until_idle
+
+    ok = [e for e in entries if e["error"] is None]
     steps = []
-    for entry in tqdm(entries, desc="warm-up", file=sys.stderr):
+    for entry in tqdm(ok, desc="warm-up", file=sys.stderr):
         model_only, end_to_end = entry["runners"]
         x = entry["speed_input"]  # a real-looking image at --size
-        entry["steps"] = (stopwatch(end_to_end, x), stopwatch(model_only, x))
-        entry["warmup"] = [settle(step, max_runs=30, max_seconds=30).runs for step in entry["steps"]]
-        steps.append(entry["steps"])
-    times = [([], []) for _ in entries]
-    for _ in tqdm(range(args.runs), desc="timed rounds", file=sys.stderr):
-        for record, (e2e_step, model_step) in zip(times, steps):
-            record[0].append(e2e_step())
-            record[1].append(model_step())
-    results = []
-    reference = {}
-    for entry, (e2e, model_only) in zip(entries, times):
-        row = {"model": entry["model"], "setting": entry["setting"], **{k: v for k, v in SETTINGS[entry["setting"]].items()
-                                                                          if k in ("engine", "precision")},
-               "end_to_end": TimingStats.from_seconds(e2e).as_dict(),
-               "model_only": TimingStats.from_seconds(model_only).as_dict(),
-               "warmup_runs": entry["warmup"], "build_s": round(entry["build_s"], 1)}
-        if entry["setting"] == "plain":
-            reference[entry["model"]] = entry
-        plain = reference[entry["model"]]
-        same = sum(int((a == b).sum()) for a, b in zip(entry["labels"], plain["labels"]))
-        total = sum(a.numel() for a in plain["labels"])
-        row["agreement_with_plain"] = round(same / total, 6)
-        row["miou"] = miou(entry["labels"], entry["samples"]) if entry["trained"] else None
-        row["quality_size"] = "x".join(map(str, entry["quality_size"]))
-        results.append(row)
-    summary = summarise(results, args)
+        figures = [stopwatch(end_to_end, x)] + ([] if args.end_to_end_only else [stopwatch(model_only, x)])
+        entry["warmup_runs"] = []
+        for step in figures:
+            wait_until_idle()
+            entry["warmup_runs"].append(settle(step, max_runs=30, max_seconds=30).runs)
+        steps += figures
+    print(f"timing {len(ok)} entries, {args.runs} runs each in blocks of {args.block} ...", file=sys.stderr)
+    times = iter(time_in_blocks(steps, args.runs, args.block))
+    for entry in ok:
+        entry["end_to_end"] = TimingStats.from_seconds(next(times))
+        entry["model_only"] = None if args.end_to_end_only else TimingStats.from_seconds(next(times))
+
+
+def plain_check(entries, models, args) -> dict | None:
+    """The protocol's end-to-end FPS beside one ONNX Runtime session of the same graph in a process of its own."""
+    from rtseg.inference.calibration import random_inputs
+    from rtseg.profiling.plain_program import plain_session_seconds
+    from rtseg.profiling.speed import TimingProtocol, measure_speed
+
+    model_name, _, setting = args.plain_check.partition(":")
+    entry = next((e for e in entries if e["model"] == model_name and e["setting"] == setting), None)
+    if entry is None or entry["error"] is not None:
+        return None
+    model = models[model_name]
+    backend = entry["runners"][0].backend
+    x = random_inputs(model, args.size, 1, seed=123)  # what measure_speed times
+    protocol, plain = [], []
+    for _ in range(2):  # in turn, so that a change of load hits both
+        result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs, measure_peak=False),
+                               runners=entry["runners"])
+        protocol.append(result.fps)
+        plain.append(1 / statistics.median(plain_session_seconds(entry["runners"][1].graph, x.numpy(),
+                                                                 args.threads, runs=max(30, args.runs))))
+    fps_protocol, fps_plain = statistics.median(protocol), statistics.median(plain)
+    return {"model": model_name, "setting": setting, "protocol_fps": round(fps_protocol, 2),
+            "plain_program_fps": round(fps_plain, 2), "ratio": round(fps_protocol / fps_plain, 3),
+            "rounds": {"protocol": [round(v, 2) for v in protocol], "plain": [round(v, 2) for v in plain]},
+            "passed": abs(fps_protocol / fps_plain - 1) <= 0.10}
+
+
+def roofline_ceiling(args) -> dict:
+    """The most FPS the goal model could reach at this machine's int8 peak: its GFLOPs / the peak."""
+    import rtseg
+    from rtseg.profiling.flops import count_flops
+    from rtseg.profiling.roofline import measure_peak
+
+    gflops = count_flops(rtseg.create_model(speed_report.GOAL_MODEL), args.size) / 1e9
+    peak = measure_peak("int8", threads=args.threads)
+    return {"model": speed_report.GOAL_MODEL, "gflops": round(gflops, 3), "int8_peak_gflops_per_s":
+            round(peak.gflops_per_s, 1) if peak.gflops_per_s else None, "peak_method": peak.method,
+            "max_fps": round(peak.gflops_per_s / gflops, 1) if peak.gflops_per_s else None}
+
+
+def rows_of(entries) -> list[dict]:
+    """JSON rows: the timings, agreement with plain fp32 eager, mIoU, what each setting was built as."""
+    from rtseg.profiling.speed import timing_warnings
+
+    rows, plain_labels = [], {}
+    for entry in entries:
+        row = {"model": entry["model"], "setting": entry["setting"],
+               **{k: v for k, v in SETTINGS[entry["setting"]].items() if k in ("engine", "precision")},
+               "build_s": round(entry["build_s"], 1), "error": entry["error"]}
+        if entry["error"] is None:
+            if entry["setting"] == "plain":
+                plain_labels[entry["model"]] = entry["labels"]
+            reference = plain_labels.get(entry["model"])
+            if reference is not None:
+                same = sum(int((a == b).sum()) for a, b in zip(entry["labels"], reference))
+                row["agreement_with_plain"] = round(same / sum(a.numel() for a in reference), 6)
+            row.update(end_to_end=entry["end_to_end"].as_dict(), warmup_runs=entry["warmup_runs"],
+                       model_only=entry["model_only"].as_dict() if entry["model_only"] else None,
+                       miou=miou(entry["labels"], entry["samples"]) if entry["trained"] else None,
+                       quality_size="x".join(map(str, entry["quality_size"])),
+                       int8_plan=entry["details"].get("int8_plan"),
+                       warnings=timing_warnings(entry["model_only"], entry["end_to_end"], entry["details"])
+                       if entry["model_only"] else [])
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from rtseg.profiling.hardware import describe
+
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter()
+    results, plain = [], None
+    with tempfile.TemporaryDirectory(prefix="rtseg-bench-") as work:
+        root = data_root(args, work)
+        for number, names in enumerate(args.groups, 1):
+            print(f"group {number}/{len(args.groups)}: {', '.join(names)}", file=sys.stderr)
+            entries, models = build_entries(names, args, root)
+            time_group(entries, args)
+            if args.plain_check != "none" and plain is None:
+                plain = plain_check(entries, models, args)
+            results += rows_of(entries)
+            del entries, models
+            gc.collect()
+        ceiling = roofline_ceiling(args)
     report = {"command": command, "size": f"{args.size[0]}x{args.size[1]}", "threads": args.threads,
-              "runs": args.runs, "hardware": describe("cpu", args.threads), "results": results, "summary": summary}
-    print_report(report)
+              "runs": args.runs, "block": args.block, "groups": args.groups, "hardware": describe("cpu", args.threads),
+              "results": results, "plain_check": plain, "ceiling": ceiling,
+              "seconds": round(time.perf_counter() - started)}
+    report["summary"] = speed_report.summarise(report)
+    print(speed_report.render(report))
     if args.output:
         from rtseg.atomic import atomic_open
 
         with atomic_open(args.output, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, default=str)
     return 0
-
-
-def summarise(results, args) -> dict:
-    """Best setting per model and its speed-up over plain; ShuffleNet vs ENet per setting."""
-    fps = {(r["model"], r["setting"]): r["end_to_end"]["fps_median"] for r in results}
-    summary = {"best": {}, "pairs": {}}
-    for name in args.models:
-        own = {s: fps[(name, s)] for s in args.settings}
-        best = max(own, key=own.get)
-        summary["best"][name] = {"setting": best, "fps": own[best], "plain_fps": own["plain"],
-                                 "speedup_over_plain": round(own[best] / own["plain"], 3)}
-    for a, b in (("skipnet-shufflenet_v1", "enet"), ("skipnet-mobilenet_v1", "enet")):
-        if a in args.models and b in args.models:
-            per_setting = {s: round(fps[(a, s)] / fps[(b, s)], 3) for s in args.settings}
-            best_a, best_b = summary["best"][a], summary["best"][b]
-            summary["pairs"][f"{a} / {b}"] = {"per_setting": per_setting,
-                                               "best_vs_best": round(best_a["fps"] / best_b["fps"], 3)}
-    return summary
-
-
-def print_report(report) -> None:
-    hw = report["hardware"]
-    print(f"\n{report['command']}")
-    print(f"{hw['cpu']} ({', '.join(hw['cpu_flags'])}), {report['threads']} threads, size {report['size']}, "
-          f"{report['runs']} interleaved rounds, load average {hw['load_average_1min']}")
-    print(f"{'model':24s} {'setting':18s} {'e2e FPS':>8s} {'p10':>6s} {'model FPS':>9s} {'x plain':>8s} "
-          f"{'agree':>8s} {'mIoU':>6s}  (agreement with plain and mIoU at the quality size)")
-    plain = {r["model"]: r["end_to_end"]["fps_median"] for r in report["results"] if r["setting"] == "plain"}
-    for r in report["results"]:
-        e2e = r["end_to_end"]
-        miou = f"{100 * r['miou']:.1f}" if r["miou"] is not None else "-"
-        print(f"{r['model']:24s} {r['setting']:18s} {e2e['fps_median']:8.2f} {e2e['fps_p10']:6.2f} "
-              f"{r['model_only']['fps_median']:9.2f} {e2e['fps_median'] / plain[r['model']]:8.2f} "
-              f"{100 * r['agreement_with_plain']:7.2f}% {miou:>6s}")
-    for name, best in report["summary"]["best"].items():
-        print(f"best for {name}: {best['setting']} at {best['fps']:.2f} FPS end-to-end, "
-              f"{best['speedup_over_plain']:.2f}x plain fp32 eager ({best['plain_fps']:.2f} FPS)")
-    for pair, values in report["summary"]["pairs"].items():
-        per = ", ".join(f"{s} {v:.2f}x" for s, v in values["per_setting"].items())
-        print(f"{pair} end-to-end FPS ratio: {per}; best vs best {values['best_vs_best']:.2f}x")
 
 
 if __name__ == "__main__":

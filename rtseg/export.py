@@ -30,8 +30,8 @@ from rtseg.errors import RtsegError
 from rtseg.inference.calibration import images_from_root, random_inputs
 from rtseg.inference.onnx_export import (INPUT_NAME, OUTPUT_NAMES, check_onnx, export_onnx, onnx_input_size,
                                          rewrite_labels)
-from rtseg.inference.onnx_runtime import create_session
-from rtseg.inference.quantize import quantize_int8
+from rtseg.inference.ort_session import create_session
+from rtseg.inference.int8_layers import build_int8_graph
 from rtseg.normalisation import model_normalisation
 from rtseg.training.evaluator import build_eval_dataset, evaluate
 
@@ -66,6 +66,9 @@ class ExportOptions:
     calibration_data: str | Path | None = None  # dataset root or image folder
     calibration_images: int = 32
     eval_images: int = 50  # labelled val images for the int8 mIoU change
+    # int8: layer kinds kept in float (rtseg.inference.int8_layers.KINDS); None: chosen by timing here
+    int8_float: tuple[str, ...] | None = None
+    threads: int | None = None  # ONNX Runtime threads of that timing (None: its default)
 
     def check(self) -> "ExportOptions":
         if self.batch < 1:
@@ -88,6 +91,7 @@ class ExportReport:
     int8: Agreement | None = None
     calibration_images: int | None = None
     miou: dict | None = None  # {"fp32", "int8", "change", "images"} when measured
+    int8_plan: dict | None = None  # which layers stayed in float, and the timings it was chosen on
     log: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -95,7 +99,8 @@ class ExportReport:
                 "batch": self.batch, "input_shape": ["?" if d is None else d for d in self.input_shape],
                 "fp32": self.fp32.as_dict()}
         if self.int8 is not None:
-            data.update(int8=self.int8.as_dict(), calibration_images=self.calibration_images, miou=self.miou)
+            data.update(int8=self.int8.as_dict(), calibration_images=self.calibration_images, miou=self.miou,
+                        int8_plan=self.int8_plan)
         return data
 
 
@@ -135,7 +140,11 @@ def export_model(model: nn.Module, output: str | Path, options: ExportOptions = 
             mean, std = model_normalisation(model)
             calibration = images_from_root(options.calibration_data, options.size, options.calibration_images,
                                            mean, std, options.batch)
-            quantize_int8(fp32_path, output, calibration)
+            _, plan = build_int8_graph(fp32_path, output, calibration, calibration[0].numpy(),
+                                       threads=options.threads, float_kinds=options.int8_float)
+            report.int8_plan = plan.as_dict()
+            say(f"int8 layers: {plan.label}" + (f" (timed here: {_timings_text(plan.timings_ms)})"
+                                                 if plan.timings_ms else ""))
             report.int8 = compare_with_torch(model, output, inputs)
             report.calibration_images = len(calibration) * options.batch
             say(f"int8 (QDQ, calibrated on {report.calibration_images} images) vs PyTorch fp32: max abs logit diff "
@@ -149,6 +158,10 @@ def export_model(model: nn.Module, output: str | Path, options: ExportOptions = 
                 say("no labelled val images under the calibration root: mIoU change not measured")
     say(f"wrote {output}")
     return report
+
+
+def _timings_text(timings: dict) -> str:
+    return ", ".join(f"{name} {ms:.1f} ms" for name, ms in timings.items())
 
 
 def compare_with_torch(model: nn.Module, onnx_path: str | Path, inputs: Iterable[torch.Tensor],

@@ -205,6 +205,22 @@ def test_a_failing_stage_is_reported_and_the_other_models_go_on(bench, monkeypat
     assert main(["report", str(result.out_dir)]) == 0  # a report without that model's speed still renders
 
 
+def test_without_checkpoints_a_done_model_stays_done_and_a_new_stage_retrains(tmp_path):
+    from rtseg.benchmark.results import disk_usage
+
+    result = run_tiny(tmp_path, keep_checkpoints=False)
+    assert result.failures == [] and not list((tmp_path / "runs").rglob("*.pt"))
+    for key in KEYS:
+        record = json.loads(stage_path(tmp_path, key, "train").read_text())
+        assert record["result"]["checkpoint_removed"] and record["result"]["checkpoint_identity"]["bytes"] > 0
+    assert run_tiny(tmp_path, keep_checkpoints=False).ran == []  # a resume needs no checkpoint
+    assert all(m[stage] for m in load_results(tmp_path)["models"] for stage in STAGES)
+    assert "runs/" in disk_usage(tmp_path) and sum(disk_usage(tmp_path).values()) < 5e6
+    again = run_tiny(tmp_path, speed_runs=3)  # a stage to redo needs the weights: the models train again
+    assert again.ran == [(key, stage) for key in KEYS for stage in ("train", "evaluate", "speed")]
+    assert list((tmp_path / "runs").rglob("*.pt"))  # kept this time
+
+
 def test_other_training_settings_are_refused_not_mixed(bench):
     result, _ = bench
     longer = dataclasses.replace(TINY, iterations=5)

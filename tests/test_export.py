@@ -111,9 +111,10 @@ def test_int8_export_from_a_checkpoint_reports_agreement_and_miou(tmp_path, chec
     output = tmp_path / "int8.onnx"
     code, out, err = run_cli("export", "--checkpoint", str(checkpoint), "--size", SIZE, "--output", str(output),
                              "--int8", "--calibration-data", str(synthetic_root), "--calibration-images", "2",
-                             "--json")
+                             "--int8-float", "none", "--json")
     assert code == 0, err
     report = json.loads(out)
+    assert report["int8_plan"]["float_kinds"] == [] and not report["int8_plan"]["timings_ms"]
     assert report["model"] == "skipnet-mobilenet_v1" and report["calibration_images"] == 2
     assert report["fp32"]["argmax_agreement"] >= 0.999
     assert 0 < report["int8"]["argmax_agreement"] <= 1 and report["int8"]["max_abs_diff"] > 0
@@ -127,11 +128,20 @@ def test_int8_export_from_a_checkpoint_reports_agreement_and_miou(tmp_path, chec
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
 
 
+def test_int8_export_measures_which_layers_stay_in_float(tmp_path, checkpoint, synthetic_root):
+    code, out, err = run_cli("export", "--checkpoint", str(checkpoint), "--size", SIZE, "--output",
+                             str(tmp_path / "int8.onnx"), "--int8", "--calibration-data", str(synthetic_root),
+                             "--calibration-images", "2", "--threads", "1")
+    assert code == 0, err
+    assert "int8 layers: " in out and "timed here: all int8 " in out and "all float " in out
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--output", "model.txt"], "must end in .onnx"),
     (["--output", "m.onnx", "--int8"], "--int8 needs --calibration-data"),
     (["--output", "m.onnx", "--calibration-data", "x"], "--calibration-data is for --int8"),
     (["--output", "m.onnx", "--checkpoint", "c.pt"], "either --checkpoint or a model name"),
+    (["--output", "m.onnx", "--int8-float", "fast conv"], "is not a layer kind"),
 ])
 def test_export_errors_are_one_line(tmp_path, argv, message):
     argv = [str(tmp_path / a) if a.endswith((".onnx", ".txt")) else a for a in argv]

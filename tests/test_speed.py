@@ -24,10 +24,10 @@ from rtseg.errors import RtsegError
 from rtseg.inference import (Backend, Predictor, SubPixelConvTranspose2d, build_runners, fold_batch_norm,
                              rewrite_conv_transpose, supported_combinations)
 from rtseg.profiling.hardware import describe
-from rtseg.profiling.roofline import measure_peak
 from rtseg.models import SegmentationNetwork
-from rtseg.profiling.speed import TimingProtocol, measure_speed
-from rtseg.profiling.timing import TimingStats, settle, time_interleaved
+from rtseg.profiling.roofline import Peak, combine_peaks, measure_peak
+from rtseg.profiling.speed import SpeedResult, TimingProtocol, efficiency_fault, measure_speed, timing_warnings
+from rtseg.profiling.timing import TimingStats, settle, time_in_blocks, wait_until_idle
 
 SIZE = (32, 64)
 
@@ -113,15 +113,56 @@ def test_timing_stats_match_numpy_and_statistics():
     assert stats.fps_p10 < stats.fps_median < 2 / min(seconds)
 
 
-def test_time_interleaved_alternates_the_settings():
+def test_time_in_blocks_takes_turns_in_blocks_and_waits_before_each():
     calls = []
 
     def step(name):
         return lambda: calls.append(name) or 0.001
 
-    times = time_interleaved([step("a"), step("b")], runs=3)
-    assert calls == ["a", "b"] * 3
+    times = time_in_blocks([step("a"), step("b")], runs=5, block=2, before_block=lambda: calls.append("|"),
+                           lead_in=0)
+    assert "".join(calls) == "|aa|bb|aa|bb|a|b"
+    assert [len(t) for t in times] == [5, 5]
+    calls.clear()
+    times = time_in_blocks([step("a"), step("b")], runs=3, block=2, before_block=lambda: calls.append("|"))
+    assert "".join(calls) == "|aaa|bbb|aa|bb"  # one untimed call leads each block in
     assert [len(t) for t in times] == [3, 3]
+    with pytest.raises(ValueError):
+        time_in_blocks([step("a")], runs=3, block=0)
+
+
+class _FakeProcess:
+    """CPU and wall clocks of a process whose other threads spin for ``spin`` seconds, then sleep."""
+
+    def __init__(self, spin: float):
+        self.wall = 0.0
+        self.spin = spin
+
+    def cpu(self) -> float:
+        return min(self.wall, self.spin)  # one spinning thread uses a full core until it parks
+
+    def sleep(self, seconds: float) -> None:
+        self.wall += seconds
+
+
+@pytest.mark.parametrize("spin", [0.0, 0.012, 0.040])
+def test_wait_until_idle_waits_for_spinning_threads_to_park(spin):
+    process = _FakeProcess(spin)
+    idle = wait_until_idle(max_seconds=1.0, slice_seconds=0.005, clock=process.cpu, wall=lambda: process.wall,
+                           sleep=process.sleep)
+    assert idle.idle
+    assert spin <= idle.waited_s <= spin + 0.011  # the slice in which it parked, and one quiet slice
+
+
+def test_wait_until_idle_gives_up_on_a_busy_process():
+    process = _FakeProcess(spin=10.0)
+    idle = wait_until_idle(max_seconds=0.05, clock=process.cpu, wall=lambda: process.wall, sleep=process.sleep)
+    assert not idle.idle and 0.05 <= idle.waited_s < 0.06
+
+
+def test_an_idle_process_is_seen_idle_at_once():
+    # real clocks: no thread of this test process is busy after a short sleep
+    assert wait_until_idle(max_seconds=2.0).idle
 
 
 # --- rewrites ----------------------------------------------------------------------------
@@ -250,6 +291,54 @@ def test_compile_engine_matches_eager(tiny_net):
     assert torch.equal(end_to_end(x), reference.argmax(1))
 
 
+class _DataDependent(TinyNet):
+    """A branch on a tensor's value: dynamo cannot put it in one graph."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return y if y.sum() > 0 else -y
+
+
+@pytest.mark.slow
+def test_compile_that_would_fall_back_to_eager_fails_the_setting():
+    from rtseg.inference.torch_engines import CompileFallback, check_compiled
+
+    with pytest.raises(CompileFallback, match="failed instead of compiling the whole model"):
+        build_runners(_DataDependent().eval(), SIZE, Backend("compile"))
+    with pytest.raises(CompileFallback, match="0 graph"):
+        check_compiled("m", "fp32", new_graphs=0, new_breaks=0)  # dynamo skipped the frame: all eager
+    with pytest.raises(CompileFallback, match="1 graph break"):
+        check_compiled("m", "fp32", new_graphs=2, new_breaks=1)
+
+
+@pytest.mark.slow
+def test_compiled_models_do_not_share_a_recompile_limit(monkeypatch):
+    """Many compiled models in one process (bench_speed, the benchmark) used to exhaust dynamo's
+    shared recompile limit, after which later ones ran eager under the name "compile"."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    graphs = counters["stats"]["unique_graphs"]
+    runners = [build_runners(TinyNet().eval(), SIZE, Backend("compile", precision))
+               for precision in ("fp32", "bf16", "fp32")]  # the same forward code, other autocast states
+    assert counters["stats"]["unique_graphs"] - graphs == 6  # model only and end-to-end, each compiled
+    x = torch.randn(1, 3, *SIZE)
+    for _ in range(2):  # calling them in turn recompiles none of them
+        for model_only, end_to_end in runners:
+            model_only(x), end_to_end(x)
+    assert counters["stats"]["unique_graphs"] - graphs == 6
+    # inputs the guards would otherwise tell apart: an inference tensor, a batch axis with an odd stride
+    with torch.inference_mode():
+        runners[1][1](torch.randn(1, 3, *SIZE))
+    odd = torch.randn(1, 3, *SIZE).contiguous(memory_format=torch.channels_last)
+    runners[1][1](odd.as_strided(odd.shape, (3, 1, 3 * SIZE[1], 3)))  # how an HxWx3 image arrives
+    assert counters["stats"]["unique_graphs"] - graphs == 6
+    from rtseg.inference.torch_engines import CompileFallback
+
+    with pytest.raises(CompileFallback, match="would have to recompile"):
+        runners[0][0](torch.randn(1, 3, 64, 64))  # another shape would need a new graph: it raises
+
+
 @pytest.mark.parametrize("engine,precision,device", [
     ("eager", "int8", "cpu"), ("onnxruntime", "bf16", "cpu"), ("onnxruntime", "fp16", "cpu"),
     ("tensorrt", "fp32", "cpu"), ("eager", "fp8", "cpu"),
@@ -259,10 +348,160 @@ def test_unsupported_combinations_say_what_to_use(engine, precision, device):
         Backend(engine, precision, device).check()
 
 
+# --- int8: which layers stay in float ------------------------------------------------------------
+
+class EveryConvKind(SegmentationNetwork):
+    """One layer of each kind ``rtseg.inference.int8_layers`` tells apart."""
+
+    def __init__(self):
+        super().__init__("every-kind", 19)
+        self.stem = nn.Conv2d(3, 12, 3, stride=2, padding=1)
+        self.depthwise = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.grouped = nn.Conv2d(12, 12, 1, groups=3)
+        self.pointwise = nn.Conv2d(12, 19, 1)
+        self.dense = nn.Conv2d(19, 19, 3, padding=1)
+        self.up = nn.ConvTranspose2d(19, 19, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = self.grouped(self.depthwise(x)) + x
+        return self.up(self.dense(self.pointwise(x)))
+
+
+@pytest.fixture(scope="module")
+def quantizer(tmp_path_factory):
+    from rtseg.inference.calibration import random_calibration
+    from rtseg.inference.onnx_export import export_onnx
+    from rtseg.inference.quantize import Quantizer
+
+    work = tmp_path_factory.mktemp("int8")
+    model = EveryConvKind().eval()
+    path = export_onnx(model, work / "float.onnx", SIZE, argmax_first=False)
+    return model, path, Quantizer(path, random_calibration(model, SIZE, batches=2), work)
+
+
+def test_layer_kinds_tell_every_convolution_apart(quantizer):
+    import onnx
+
+    from rtseg.inference.int8_layers import (DENSE, DEPTHWISE, GROUPED, OTHER, POINTWISE, STEM, UPSAMPLING,
+                                             layer_kinds)
+
+    kinds = layer_kinds(onnx.load(str(quantizer[2].prepared)))
+    assert {k: len(v) for k, v in kinds.items() if k != OTHER} == {
+        STEM: 1, DEPTHWISE: 1, GROUPED: 1, POINTWISE: 1, DENSE: 1, UPSAMPLING: 1}
+    assert kinds[OTHER]  # the Relu, the Add and the pixel shuffle
+
+
+def _fake_timer(times: dict):
+    """A ``time_graphs`` whose figures are ``times`` (ms per candidate name, round by round)."""
+    rounds = iter(times)
+
+    def timer(graphs, x, threads, runs):
+        values = next(rounds)
+        assert set(graphs) == set(values)
+        return values
+    return timer
+
+
+def test_int8_plan_keeps_in_float_what_was_faster_in_float(quantizer):
+    from rtseg.inference.int8_layers import ALL_INT8, DEPTHWISE, FLOAT, GROUPED, KINDS, choose_float_layers
+
+    model, path, quant = quantizer
+    x = torch.randn(1, 3, *SIZE).numpy()
+    present = list(KINDS)
+    first = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 10.1 for k in present}, DEPTHWISE: 9.0, GROUPED: 9.5}
+    union = f"{GROUPED} + {DEPTHWISE}"  # in the order of KINDS
+    second = {union: 8.0, DEPTHWISE: 9.0, FLOAT: 20.0}  # the same clock as the first round
+    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([first, second]))
+    assert plan.float_kinds == (GROUPED, DEPTHWISE) and not plan.all_float
+    assert len(plan.float_nodes) == 2 and plan.timings_ms[union] == 8.0
+    assert "kept in float" in plan.label
+    # nothing beats all-int8 by the margin: everything is quantized
+    flat = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 9.9 for k in present}}
+    assert choose_float_layers(path, quant, x, 1, timer=_fake_timer([flat])).float_kinds == ()
+    # float beats every int8 graph, or int8 is not clearly faster: nothing is quantized, and the plan says so
+    for float_ms in (7.0, 10.1):
+        slow = {ALL_INT8: 10.0, FLOAT: float_ms, **{k: 11.0 for k in present}}
+        plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([slow]))
+        assert plan.all_float and "every layer in float" in plan.label
+
+
+def test_int8_graph_keeps_the_planned_layers_in_float(quantizer, tmp_path):
+    import onnx
+
+    from rtseg.inference.int8_layers import DEPTHWISE, FLOAT, build_int8_graph
+
+    model, path, quant = quantizer
+    x = torch.randn(1, 3, *SIZE).numpy()
+    calibration = quant.calibration
+    target, plan = build_int8_graph(path, tmp_path / "dw-float.onnx", calibration, x, float_kinds=(DEPTHWISE,))
+    graph = onnx.load(str(target)).graph
+    depthwise_name, = plan.float_nodes
+    depthwise = next(n for n in graph.node if n.name == depthwise_name)
+    producers = {o: n for n in graph.node for o in n.output}
+    weight = producers.get(depthwise.input[1])
+    assert weight is None or weight.op_type != "DequantizeLinear"  # float weights, not int8 ones
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 0  # the rest is quantized
+    target, plan = build_int8_graph(path, tmp_path / "float.onnx", calibration, x, float_kinds=(FLOAT,))
+    assert plan.all_float and not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(target)).graph.node)
+    with pytest.raises(RtsegError, match="not one of"):
+        build_int8_graph(path, tmp_path / "x.onnx", calibration, x, float_kinds=("fast conv",))
+
+
+def test_int8_labels_are_the_argmax_of_the_int8_logits(tiny_net, tmp_path):
+    """The argmax-first rewrite of a quantized graph: labels from the uint8 class scores, exactly."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtseg.inference.calibration import random_calibration
+    from rtseg.inference.onnx_export import export_onnx
+    from rtseg.inference.quantize import quantize_int8
+
+    float_path = export_onnx(tiny_net, tmp_path / "m.onnx", SIZE, argmax_first=False)
+    path = quantize_int8(float_path, tmp_path / "q.onnx", random_calibration(tiny_net, SIZE, batches=2))
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    argmax = next(n for n in graph.node if n.op_type == "ArgMax")
+    assert producer[argmax.input[0]].op_type == "DequantizeLinear"  # of the reshaped uint8 scores
+    assert producer[producer[argmax.input[0]].input[0]].op_type == "Reshape"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 3, *SIZE)).astype(np.float32)
+        logits, labels = session.run(["logits", "labels"], {"image": x})
+        np.testing.assert_array_equal(labels, logits.argmax(1))
+
+
+# --- per-layer-kind profiles ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "eager"])
+def test_layer_profile_sorts_the_time_into_kinds(tiny_net, engine):
+    from rtseg.inference.int8_layers import POINTWISE, STEM
+    from rtseg.profiling.layers import profile_runner
+
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    profile = profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=3)
+    kinds = {k.kind: k for k in profile.kinds}
+    assert {STEM, POINTWISE} <= set(kinds) and "argmax" in kinds
+    assert sum(k.share for k in profile.kinds) == pytest.approx(1.0)
+    assert [k.ms_per_run for k in profile.kinds] == sorted((k.ms_per_run for k in profile.kinds), reverse=True)
+    stem_flops = 2 * (8 * SIZE[0] // 2 * SIZE[1] // 2) * (3 * 3 * 3)  # 3 -> 8 channels, 3x3, stride 2
+    assert kinds[STEM].gflops == pytest.approx(stem_flops / 1e9, rel=1e-6)
+    rated = profile.with_peak(kinds[STEM].gflops_per_s * 2)
+    assert {k.kind: k for k in rated.kinds}[STEM].efficiency == pytest.approx(0.5)
+    assert "stem conv" in rated.table()
+
+
+def test_onnxruntime_profile_counts_only_the_timed_runs():
+    from rtseg.profiling.layers import timed_runs_start
+
+    events = [{"cat": "Session", "name": "model_run", "ts": t} for t in (10, 20, 30, 40)]
+    assert timed_runs_start(events, 2) == 30 and timed_runs_start(events, 9) == 0.0
+
+
 # --- measure_speed and the command -------------------------------------------------------------
 
 EXPECTED_KEYS = {"fps", "fps_model", "latency_ms", "latency_model_ms", "engine", "precision", "gflops",
-                 "efficiency", "peak_gflops_per_s", "end_to_end", "model_only", "hardware", "warmup",
+                 "efficiency", "efficiency_fault", "peak_gflops_per_s", "peak_spread", "warnings", "end_to_end", "model_only", "hardware", "warmup",
                  "threads", "batch", "size", "model", "device", "settings"}
 
 
@@ -278,9 +517,14 @@ def test_measure_speed_records_the_protocol(tiny_net):
     assert record["fps"] == pytest.approx(result.end_to_end.fps_median, rel=1e-3)
     assert record["latency_ms"] == pytest.approx(result.end_to_end.latency_median_ms, rel=1e-3)
     assert record["gflops"] == pytest.approx(rtseg.profiling.flops.count_flops(tiny, SIZE) / 1e9, rel=1e-3)
-    # efficiency = achieved FLOP/s / measured peak
-    assert record["efficiency"] == pytest.approx(record["gflops"] * record["fps_model"] / record["peak_gflops_per_s"],
-                                                 rel=1e-2)
+    # efficiency = achieved FLOP/s / measured peak, or a fault when the tiny peak matrix was beaten
+    ratio = record["gflops"] * record["fps_model"] / record["peak_gflops_per_s"]
+    if ratio <= 1:
+        assert record["efficiency"] == pytest.approx(ratio, rel=1e-2) and record["efficiency_fault"] is None
+    else:
+        assert record["efficiency"] is None and "measurement fault" in record["efficiency_fault"]
+    assert len(record["peak"]["trials"]) == 2 * TimingProtocol().peak_trials  # before and after the timing
+    assert record["settings"]["protocol"]["block"] == TimingProtocol().block
     assert record["settings"]["bn_folded"] > 0
     assert record["warmup"]["end_to_end"]["runs"] <= 4
     assert record["hardware"]["threads"] == 1 and torch.__version__.startswith(record["hardware"]["versions"]["torch"])
@@ -315,10 +559,14 @@ def test_speed_command_errors_are_one_line(argv, message):
 
 # --- roofline and hardware ------------------------------------------------------------------
 
-def test_matmul_peak_is_measured_for_each_precision():
-    fp32 = measure_peak("fp32", matrix=64, runs=3)
-    assert fp32.gflops_per_s > 0 and fp32.method == "torch.mm" and fp32.matrix == 64
-    int8 = measure_peak("int8", matrix=64, runs=3)
+def test_matmul_peak_is_the_best_of_its_trials_over_sizes():
+    fp32 = measure_peak("fp32", sizes=(32, 64), runs=2, trials=3)
+    assert fp32.method == "torch.mm" and fp32.sizes == (32, 64) and fp32.matrix in (32, 64)
+    assert len(fp32.trials) == 3 and fp32.gflops_per_s == max(fp32.trials)
+    assert fp32.spread == pytest.approx((max(fp32.trials) - min(fp32.trials)) / max(fp32.trials))
+    record = fp32.as_dict()
+    assert record["trials"] and record["spread"] is not None and record["sizes"] == [32, 64]
+    int8 = measure_peak("int8", matrix=64, runs=2, trials=1)
     assert set(int8.candidates) == {"torch", "onnxruntime"}
     measured = [v for v in int8.candidates.values() if isinstance(v, float)]
     assert int8.gflops_per_s == (pytest.approx(max(measured), abs=0.01) if measured else None)
@@ -326,10 +574,106 @@ def test_matmul_peak_is_measured_for_each_precision():
         measure_peak("fp64")
 
 
+def test_peak_climbs_to_larger_sizes_only_while_a_call_is_short(monkeypatch):
+    from rtseg.profiling import roofline
+
+    measured = []
+
+    def fake(precision, device, n, runs):
+        measured.append(n)
+        return float(n), n / 1000  # GFLOP/s, seconds: 64 -> 0.064 s, 256 -> 0.256 s
+    monkeypatch.setattr(roofline, "_torch_matmul", fake)
+    peak = measure_peak("fp32", sizes=(256, 64, 1024), trials=2, max_call_seconds=0.1)
+    assert measured == [64, 256] * 2  # 1024 is never tried: a 256 call already took too long
+    assert peak.gflops_per_s == 256.0 and peak.matrix == 256 and peak.trials == [256.0, 256.0]
+
+
+def test_combined_peak_keeps_the_best_and_every_trial():
+    before = Peak("fp32", 90.0, "torch.mm", 1024, {"torch": 90.0}, [80.0, 90.0], (1024, 2048))
+    after = Peak("fp32", 160.0, "torch.mm", 2048, {"torch": 160.0}, [160.0, 150.0], (1024, 2048))
+    peak = combine_peaks(before, after)
+    assert peak.gflops_per_s == 160.0 and peak.matrix == 2048 and peak.trials == [80.0, 90.0, 160.0, 150.0]
+    assert peak.spread == pytest.approx(0.5)
+    unmeasured = Peak("fp16", None, "n/a", 2048, {"torch": "n/a: no kernel"})
+    assert combine_peaks(unmeasured, unmeasured).gflops_per_s is None
+
+
+def _result(gflops: float, fps_model: float, peak: float | None, e2e_ms: float = 10.0) -> SpeedResult:
+    model_only = TimingStats.from_seconds([1 / fps_model] * 3)
+    end_to_end = TimingStats.from_seconds([e2e_ms / 1e3] * 3)
+    return SpeedResult("m", (8, 8), 1, "eager", "fp32", "cpu", 1, gflops, 1, end_to_end, model_only, {},
+                       {"gflops_per_s": peak} if peak else None, {})
+
+
+def test_efficiency_above_100_percent_is_a_fault_not_a_figure():
+    fine = _result(gflops=10.0, fps_model=5.0, peak=100.0)
+    assert fine.efficiency == pytest.approx(0.5) and fine.efficiency_fault is None
+    faulty = _result(gflops=10.0, fps_model=16.8, peak=93.7)  # the demo's 179.7 % (UNet-ResNet18)
+    assert faulty.efficiency is None
+    assert "measurement fault" in faulty.efficiency_fault and "93.7" in faulty.efficiency_fault
+    record = faulty.as_dict()
+    assert record["efficiency"] is None and record["efficiency_fault"] == faulty.efficiency_fault
+    assert _result(gflops=10.0, fps_model=5.0, peak=None).efficiency is None
+    assert efficiency_fault(100.0, 100.0, "fp32") is None
+
+
+def test_model_only_slower_than_end_to_end_is_flagged():
+    fast, slow = TimingStats.from_seconds([0.010] * 3), TimingStats.from_seconds([0.020] * 3)
+    assert timing_warnings(fast, slow, {}) == []
+    assert timing_warnings(TimingStats.from_seconds([0.0102] * 3), fast, {}) == []  # within the noise
+    warning, = timing_warnings(slow, fast, {"argmax_first": True})
+    assert "100 % slower than end-to-end" in warning and "argmax" in warning
+    assert "disturbed" in timing_warnings(slow, fast, {})[0]
+
+
 def test_hardware_record():
     info = describe("cpu", threads=3)
     assert info["cpu"] and info["threads"] == 3 and info["usable_cores"] >= 1
     assert torch.__version__.startswith(info["versions"]["torch"]) and info["gpu"] is None
+
+
+# --- CUDA (benchmarks/gpu_smoke.sh runs these on a GPU machine; skipped without one) ---------------
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("engine,precision", [("eager", "fp32"), ("eager", "fp16"), ("eager", "bf16"),
+                                              ("compile", "fp16")])
+def test_cuda_engines_give_the_cpu_answer(tiny_net, engine, precision):
+    model_only, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, precision, "cuda"))
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        reference = tiny_net(x)
+    logits = model_only(x.cuda()).float().cpu()
+    labels = end_to_end(x.cuda()).cpu()
+    tolerance = 1e-3 if precision == "fp32" else 0.05 * reference.abs().max()
+    assert (logits - reference).abs().max() < tolerance
+    assert (labels == reference.argmax(1)).float().mean() > (0.999 if precision == "fp32" else 0.95)
+
+
+@CUDA
+def test_cuda_measure_speed_times_the_gpu(tiny_net):
+    result = measure_speed(tiny_net, SIZE, Backend("eager", "fp16", "cuda"),
+                           TimingProtocol(runs=3, max_warmup=4, warmup_window=2, peak_matrix=256))
+    record = result.as_dict()
+    assert record["device"] == "cuda" and record["hardware"]["gpu"] == torch.cuda.get_device_name()
+    assert record["end_to_end"]["runs"] == 3 and record["fps"] > 0
+    assert record["peak"]["method"] == "torch.mm" and len(record["peak"]["trials"]) == 4
+
+
+@CUDA
+def test_cuda_onnxruntime_binds_gpu_memory(tiny_net):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed")
+    model_only, end_to_end = build_runners(tiny_net, SIZE, Backend("onnxruntime", "fp16", "cuda"))
+    x = torch.randn(1, 3, *SIZE)
+    with torch.no_grad():
+        reference = tiny_net(x)
+    assert (end_to_end(x.cuda()).cpu() == reference.argmax(1)).float().mean() > 0.95
+    assert model_only.details["providers"][0] == "CUDAExecutionProvider"
 
 
 # --- the engine-agnostic predictor ------------------------------------------------------------

@@ -143,9 +143,16 @@ def hardware_text(results: dict) -> str:
     if hw.get("gpu"):
         parts.append(f"GPU: {hw['gpu']}")
     parts.append(f"torch {versions.get('torch', '?')}")
-    if speeds and speeds[0].get("peak_gflops_per_s"):
-        parts.append(f"matrix-multiply peak {speeds[0]['peak_gflops_per_s']:.0f} GFLOP/s "
-                     f"({speeds[0].get('precision', '?')})")
+    peaks = [s for s in speeds if s.get("peak_gflops_per_s")]
+    if peaks:
+        spreads = [s["peak_spread"] for s in peaks if s.get("peak_spread") is not None]
+        spread = (f", trials spread {100 * min(spreads):.0f} to {100 * max(spreads):.0f} %" if spreads else "")
+        parts.append(f"matrix-multiply peak {min(s['peak_gflops_per_s'] for s in peaks):.0f} to "
+                     f"{max(s['peak_gflops_per_s'] for s in peaks):.0f} GFLOP/s "
+                     f"({peaks[0].get('precision', '?')}, measured around each model's timing{spread})")
+        faults = sum(1 for s in peaks if s.get("efficiency_fault"))
+        if faults:
+            parts.append(f"{faults} model(s) beat the peak measured around them (measurement fault, no efficiency)")
     policy = (results.get("settings") or {}).get("omp_wait_policy")
     if policy:
         parts.append(f"OMP_WAIT_POLICY={policy}")

@@ -182,3 +182,13 @@ def command_line() -> str | None:
     if program.name == "rtseg" or (program.name == "__main__.py" and program.parent.name == "rtseg"):
         return " ".join(["rtseg", *sys.argv[1:]])
     return None
+
+
+def disk_usage(out_dir: Path) -> dict[str, int]:
+    """Bytes under each top-level entry of a study folder (files and folders), largest first."""
+    out_dir = Path(out_dir)
+    sizes = {}
+    for path in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        files_below = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        sizes[path.name + ("/" if path.is_dir() else "")] = sum(p.stat().st_size for p in files_below)
+    return dict(sorted(sizes.items(), key=lambda item: -item[1]))

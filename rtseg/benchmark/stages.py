@@ -77,6 +77,16 @@ def _trained_seconds(train_dir: Path) -> float | None:
         return None
 
 
+def remove_checkpoints(stages: list[TrainingStage]) -> int:
+    """Delete the checkpoints (``*.pt``) of every training stage's folder; the bytes freed."""
+    freed = 0
+    for stage in stages:
+        for path in Path(stage.out_dir).glob("*.pt"):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
 def checkpoint_identity(path: Path) -> dict:
     """What tells one checkpoint from a retrained one: its size and modification time."""
     stat = Path(path).stat()

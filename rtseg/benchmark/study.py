@@ -39,7 +39,8 @@ from rtseg.benchmark.report import render_report
 from rtseg.benchmark.schedule import QUICK, QuickSchedule, TrainingStage, training_stages
 from rtseg.benchmark.selection import Entry, resolve_models
 from rtseg.benchmark.stages import (QUALITATIVE_IMAGES, checkpoint_identity, cost_entry, estimate_work,
-                                    evaluate_entry, relative, resolve, size_text, speed_entry, train_entry)
+                                    evaluate_entry, relative, remove_checkpoints, resolve, size_text, speed_entry,
+                                    train_entry)
 from rtseg.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
@@ -63,7 +64,10 @@ class BenchmarkSettings:
     evaluation run (auto, cpu, cuda, cuda:1); ``backend``: how the speed stage times (its
     device follows ``device``); ``protocol``: the timing protocol (fewer runs are for tests);
     ``speed_size``: the timing input size (default 512x1024, the schedule's with ``quick``);
-    ``options``: model options for every model (e.g. ``{"width": 0.25}``).
+    ``options``: model options for every model (e.g. ``{"width": 0.25}``); ``keep_checkpoints``
+    False: once all four stages of a model are done, its training checkpoints are deleted (the
+    records keep their identity, so a resume stays done; a stage that must run again later then
+    trains the model again). ``rtseg demo`` does this to stay small.
     """
 
     data: str | Path | None = None
@@ -77,6 +81,7 @@ class BenchmarkSettings:
     configs_dir: str | Path | None = None
     schedule: QuickSchedule = QUICK
     progress: bool = True
+    keep_checkpoints: bool = True
 
 
 @dataclass
@@ -169,6 +174,8 @@ class _Study:
                 self.bar.set_description_str(f"benchmark [{number}/{len(self.entries)}] {entry.key}: {stage}")
                 self._run_stage(entry, stage)
                 self.bar.update(work[entry.key][stage])
+            if self.is_main and not self.settings.keep_checkpoints:
+                self._remove_checkpoints(entry)
             if self.is_main:
                 self._write_results()
         barrier(self.dist)  # the other ranks wait for rank 0's last evaluation and timing
@@ -181,10 +188,9 @@ class _Study:
             return {"configs": [s.config.to_dict() for s in plan]}
         if stage == "cost":
             return {"model": entry.model, "options": entry.options, "sizes": ["512x1024", "360x640"]}
-        checkpoint = self._checkpoint(entry)
-        if checkpoint is None:
+        identity = self._identity(entry)
+        if identity is None:
             return None
-        identity = {"checkpoint": relative(checkpoint, self.out_dir), **checkpoint_identity(checkpoint)}
         if stage == "evaluate":
             config = plan[-1].config
             size = config.data.val_size
@@ -199,7 +205,9 @@ class _Study:
             return False
         inputs = self._inputs(entry, stage)
         if stage == "train" and self._checkpoint(entry) is None:
-            return False  # the checkpoint was deleted: train (or resume) again
+            # deleted by the user: train (or resume) again; removed once the model was done: done
+            # while every later stage is, else the model must be trained again to run that stage
+            return _removed(record) and all(self._is_done(entry, s) for s in files.STAGES if s != "train")
         if stage == "train" and record["inputs"] != inputs:
             changed = _config_changes(record["inputs"], inputs)
             if changed:
@@ -214,6 +222,29 @@ class _Study:
             return None
         path = resolve(record["result"]["checkpoint"], self.out_dir)
         return path if path.is_file() else None
+
+    def _identity(self, entry: Entry) -> dict | None:
+        """What the later stages' records depend on: the checkpoint's path and identity, from the
+        file, or from the train record when the file was removed after the model was done."""
+        checkpoint = self._checkpoint(entry)
+        if checkpoint is not None:
+            return {"checkpoint": relative(checkpoint, self.out_dir), **checkpoint_identity(checkpoint)}
+        record = files.read_stage(self.out_dir, entry.key, "train")
+        if record is not None and _removed(record):
+            return {"checkpoint": record["result"]["checkpoint"], **record["result"]["checkpoint_identity"]}
+        return None
+
+    def _remove_checkpoints(self, entry: Entry) -> None:
+        """Delete a finished model's training checkpoints, noting it (and their identity) in its train record."""
+        record = files.read_stage(self.out_dir, entry.key, "train")
+        if record is None or _removed(record) or not all(self._is_done(entry, s) for s in files.STAGES):
+            return
+        identity = self._identity(entry)
+        removed = remove_checkpoints(self.plans[entry.key])
+        result = {**record["result"], "checkpoint_identity": {k: identity[k] for k in ("bytes", "mtime_ns")},
+                  "checkpoint_removed": True}
+        files.write_stage(self.out_dir, entry.key, "train", record["inputs"], result)
+        self._note(f"{entry.key}: done; removed its checkpoints ({removed / 1e6:.1f} MB)")
 
     def _run_stage(self, entry: Entry, stage: str) -> None:
         if stage != "train" and not self.is_main:
@@ -283,6 +314,10 @@ class _Study:
         files.write_json(self.out_dir / files.RESULTS_JSON, results)
         files.write_csv(self.out_dir / files.RESULTS_CSV, results["models"], self.data.info)
         return results
+
+
+def _removed(train_record: dict) -> bool:
+    return bool(train_record["result"].get("checkpoint_removed"))
 
 
 def _config_changes(old: dict, new: dict) -> list[str]:

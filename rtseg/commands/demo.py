@@ -11,6 +11,7 @@ import argparse
 import time
 
 from rtseg.benchmark import DEMO_MODELS, BenchmarkSettings, run_benchmark
+from rtseg.benchmark.results import disk_usage
 from rtseg.benchmark.tables import model_label, num, pct
 from rtseg.commands.benchmark import print_quick_cuts, report_outcome
 
@@ -24,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--out", default="demo", help="output folder (default ./demo)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda (default auto)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--keep-checkpoints", action="store_true",
+                        help="keep every model's training checkpoints (by default a model's are deleted once "
+                             "its four stages are done: the report and a resume do not need them)")
     parser.set_defaults(run=run)
 
 
@@ -33,14 +37,25 @@ def run(args: argparse.Namespace) -> int:
     print_quick_cuts(synthetic=True)
     print("(the full study: rtseg benchmark --data /path/to/cityscapes --models paper --out DIR)\n", flush=True)
     result = run_benchmark(list(DEMO_MODELS), args.out, BenchmarkSettings(quick=True, device=args.device,
-                                                                          progress=args.progress))
+                                                                          progress=args.progress,
+                                                                          keep_checkpoints=args.keep_checkpoints))
     print()
     print(summary_table(result.results))
     print()
     status = report_outcome(result)
+    print(files_text(result.out_dir, args.keep_checkpoints))
     minutes, seconds = divmod(round(time.perf_counter() - started), 60)
     print(f"done in {minutes} min {seconds:02d} s; open {result.out_dir / 'report.html'}")
     return status
+
+
+def files_text(out_dir, kept_checkpoints: bool) -> str:
+    """Where the demo's files are and how large they are."""
+    usage = disk_usage(out_dir)
+    parts = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in usage.items())
+    note = ("" if kept_checkpoints else "; each model's checkpoints were deleted once its stages were done "
+            "(--keep-checkpoints keeps them)")
+    return f"{out_dir}/ holds {sum(usage.values()) / 1e6:.1f} MB: {parts}{note}"
 
 
 def summary_table(results: dict) -> str:

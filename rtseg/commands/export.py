@@ -11,6 +11,7 @@ from rtseg.commands.arguments import positive_int, print_json, size_argument
 from rtseg.commands.common import add_model_arguments, model_from_args
 from rtseg.errors import RtsegError
 from rtseg.export import ExportOptions, export_model
+from rtseg.inference.int8_layers import KINDS
 
 
 def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
@@ -34,8 +35,27 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
                         help="images to calibrate on (default 32)")
     parser.add_argument("--eval-images", type=positive_int, default=50,
                         help="val images for the int8 mIoU check (default 50)")
+    parser.add_argument("--int8-float", default="measure", metavar="KINDS",
+                        help="--int8: layers kept in float: 'measure' (default: time the candidates here and "
+                             "keep in float what is faster in float), 'none' (quantize every layer), or "
+                             f"comma-separated kinds from: {', '.join(KINDS)}")
+    parser.add_argument("--threads", type=positive_int, help="ONNX Runtime threads for the --int8 timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
+
+
+def int8_float_kinds(text: str) -> tuple[str, ...] | None:
+    """``--int8-float`` -> ``ExportOptions.int8_float``: None to measure, () for none, or the kinds."""
+    if text == "measure":
+        return None
+    if text == "none":
+        return ()
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise RtsegError(f"--int8-float {unknown[0]!r} is not a layer kind; use measure, none, or some of: "
+                         f"{', '.join(KINDS)}")
+    return kinds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise RtsegError("--calibration-data is for --int8")
     options = ExportOptions(size=args.size, batch=args.batch, dynamic=args.dynamic, opset=args.opset, int8=args.int8,
                             calibration_data=args.calibration_data, calibration_images=args.calibration_images,
-                            eval_images=args.eval_images).check()
+                            eval_images=args.eval_images, int8_float=int8_float_kinds(args.int8_float),
+                            threads=args.threads).check()
     model, _ = model_from_args(args)
     report = export_model(model, args.output, options, log=None if args.json else print)
     if args.json:

@@ -8,6 +8,7 @@ from rtseg.commands.arguments import positive_int, print_json, size_argument
 from rtseg.commands.common import add_backend_arguments, add_model_arguments, backend_from_args, model_from_args
 from rtseg.errors import RtsegError
 from rtseg.inference.calibration import images_from_root
+from rtseg.profiling.layers import KindTime, LayerProfile
 from rtseg.profiling.speed import MIN_RUNS, SpeedResult, TimingProtocol, measure_speed
 
 
@@ -24,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--calibration-data", metavar="ROOT",
                         help="int8: calibrate on images of this dataset root or folder (default: random "
                              "images, which is fine for timing but not for accuracy)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the end-to-end run per kind of layer (ONNX Runtime's profiler or "
+                             "torch.profiler): share of time, GFLOP/s and efficiency of each kind")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)
 
@@ -39,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_data:
         calibration = images_from_root(args.calibration_data, args.size, 8 * args.batch, model.mean, model.std,
                                        args.batch)
-    result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs), batch=args.batch,
-                           calibration=calibration)
+    result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs, profile_layers=args.profile),
+                           batch=args.batch, calibration=calibration)
     print_json(result.as_dict()) if args.json else print(format_result(result))
     return 0
 
@@ -55,15 +59,25 @@ def format_result(result: SpeedResult) -> str:
         lines.append(f"  {label}: {stats.fps_median:7.2f} FPS   latency median {stats.latency_median_ms:.1f} ms, "
                      f"p90 {stats.latency_p90_ms:.1f}, mean {stats.latency_mean_ms:.1f} +- "
                      f"{stats.latency_std_ms:.1f} ({stats.runs} runs)")
-    achieved = result.gflops * result.fps_model
-    line = f"  {result.gflops:.2f} GFLOPs/image -> {achieved:.1f} GFLOP/s achieved"
+    line = f"  {result.gflops:.2f} GFLOPs/image -> {result.achieved_gflops_per_s:.1f} GFLOP/s achieved"
     peak = result.peak or {}
     if peak.get("gflops_per_s"):
-        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}) "
-                 f"-> efficiency {100 * result.efficiency:.1f}%")
+        spread = f", trials spread {100 * peak['spread']:.0f}%" if peak.get("spread") is not None else ""
+        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}, "
+                 f"best of {len(peak.get('trials', []))} trials{spread}) -> ")
+        line += (f"efficiency {100 * result.efficiency:.1f}%" if result.efficiency is not None
+                 else "efficiency: MEASUREMENT FAULT (the model beat the peak)")
     elif result.peak is not None:
         line += f"; {result.precision} matmul peak n/a"
     lines.append(line)
+    if result.efficiency_fault:
+        lines.append(f"  {result.efficiency_fault}")
+    lines += [f"  warning: {text}" for text in result.warnings]
+    if result.layers:
+        lines.append(f"  per kind of layer (end-to-end, {result.layers['runs']} profiled runs; efficiency against "
+                     f"the {result.precision} peak):")
+        lines += ["    " + line for line in LayerProfile(**{**result.layers, "kinds": [
+            KindTime(**k) for k in result.layers["kinds"]]}).table().splitlines()]
     warm = result.warmup
     settled = all(warm[k]["settled"] for k in ("model_only", "end_to_end"))
     lines.append(f"  warm-up {warm['model_only']['runs']}+{warm['end_to_end']['runs']} runs "

@@ -43,6 +43,9 @@ class Backend:
     channels_last: bool | None = None  # PyTorch engines: NHWC memory layout (None: on)
     fold_bn: bool = True  # PyTorch engines: fold batch norm into convolutions (ONNX Runtime folds itself)
     subpixel: bool | None = None  # PyTorch engines: transposed convolutions as sub-pixel convolutions
+    # ONNX Runtime int8: layer kinds kept in float (rtseg.inference.int8_layers.KINDS, or ("all float",));
+    # None: chosen by timing the candidates on this machine when the runners are built
+    int8_float: tuple[str, ...] | None = None
 
     def check(self) -> "Backend":
         """This backend, or an ``RtsegError`` naming what cannot run and the alternative."""

@@ -20,7 +20,7 @@ from torch import nn
 
 from rtseg.atomic import atomic_path
 from rtseg.errors import RtsegError
-from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space
+from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space, is_rewritten
 from rtseg.inference.subpixel import rewrite_conv_transpose
 
 INPUT_NAME = "image"
@@ -144,3 +144,35 @@ def onnx_input_size(path: str | Path) -> tuple[int | None, ...]:
     graph = onnx.load(str(path), load_external_data=False).graph
     dims = graph.input[0].type.tensor_type.shape.dim
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def has_argmax_first(model_path: str | Path) -> bool:
+    """Whether the graph's ``labels`` take the argmax before the last pixel shuffle."""
+    import onnx
+
+    return is_rewritten(onnx.load(str(model_path)))
+
+
+def sub_graph(model_path: str | Path, output: str) -> bytes:
+    """The part of an ONNX graph that computes ``output`` alone, serialised."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(model_path))
+    inputs = [i.name for i in model.graph.input]
+    return Extractor(model).extract_model(inputs, [output]).SerializeToString()
+
+
+def name_unnamed_nodes(model) -> int:
+    """Give every unnamed node of an ONNX model a unique name (in place); how many were named.
+
+    Node names are how ``nodes_to_exclude`` and ONNX Runtime's profiler refer to nodes."""
+    taken = {node.name for node in model.graph.node if node.name}
+    unnamed = [node for node in model.graph.node if not node.name]
+    for number, node in enumerate(unnamed):
+        name = f"{node.op_type}_rtseg_{number}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return len(unnamed)

@@ -1,9 +1,11 @@
-"""ONNX Runtime engine: sessions, and runners that take and return torch tensors.
+"""ONNX Runtime engine: runners that take and return torch tensors.
 
 One graph is exported with two outputs, ``logits`` and ``labels`` (the argmax), and
-quantized once when int8 is asked for; the model-only and end-to-end runners are its two
-sub-graphs (``onnx.utils.Extractor``), so both figures time the very same weights. ONNX
-Runtime folds batch norm into the convolutions itself (``ORT_ENABLE_ALL``).
+quantized once when int8 is asked for (``rtseg.inference.int8_layers``: what stays in float
+is chosen by timing); the model-only and end-to-end runners are its two sub-graphs
+(``onnx.utils.Extractor``), so both figures time the very same weights. ONNX Runtime folds
+batch norm into the convolutions itself (``ORT_ENABLE_ALL``); sessions are made by
+``rtseg.inference.ort_session``.
 """
 
 from __future__ import annotations
@@ -15,54 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
-from rtseg.inference.calibration import random_calibration
-from rtseg.inference.onnx_export import INPUT_NAME, export_onnx, rewrite_labels
-from rtseg.inference.quantize import quantize_int8
+from rtseg.inference.calibration import random_calibration, random_inputs
+from rtseg.inference.int8_layers import build_int8_graph
+from rtseg.inference.onnx_export import INPUT_NAME, export_onnx, has_argmax_first, rewrite_labels, sub_graph
+from rtseg.inference.ort_session import create_session
 from rtseg.inference.runner import Runner
-
-
-def providers_for(device: str) -> list[str]:
-    import onnxruntime as ort
-
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RtsegError("engine onnxruntime on cuda needs the onnxruntime-gpu package "
-                             f"(this one offers {', '.join(ort.get_available_providers())})")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def create_session(model: str | Path | bytes, device: str = "cpu", threads: int | None = None):
-    """An ``InferenceSession`` with every graph optimisation on and ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only: the int8 graph's benign warnings would drown the output
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    source = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(source, options, providers=providers_for(device))
-    except RtsegError:
-        raise
-    except Exception as exc:  # onnxruntime raises its own exception types, all worth one line
-        where = "the graph" if isinstance(model, bytes) else str(model)
-        raise RtsegError(f"ONNX Runtime cannot load {where}: {exc}".splitlines()[0]) from exc
-
-
-def sub_graph(model_path: str | Path, output: str) -> bytes:
-    """The part of an ONNX graph that computes ``output`` alone, serialised."""
-    import onnx
-    from onnx.utils import Extractor
-
-    model = onnx.load(str(model_path))
-    inputs = [i.name for i in model.graph.input]
-    return Extractor(model).extract_model(inputs, [output]).SerializeToString()
 
 
 class OrtRunner(Runner):
@@ -73,10 +33,12 @@ class OrtRunner(Runner):
     so no host round trip is timed.
     """
 
-    def __init__(self, session, output_name: str, backend: Backend, output: str, details: dict):
+    def __init__(self, session, output_name: str, backend: Backend, output: str, details: dict,
+                 graph: bytes | None = None):
         super().__init__(fn=self._run, backend=backend, output=output, details=details)
         self.session = session
         self.output_name = output_name
+        self.graph = graph  # the serialised ONNX graph the session runs
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda":
@@ -105,19 +67,23 @@ def build_onnxruntime_runners(model: torch.nn.Module, size: tuple[int, int], bac
         details = {"graph": "fp32 ONNX, conv-transpose as sub-pixel conv, argmax before the last pixel shuffle"}
         if precision == "int8":
             batches = calibration if calibration is not None else random_calibration(model, size, batch)
-            path = quantize_int8(path, Path(work) / "model-int8.onnx", batches)
-            details["graph"] = ("int8 QDQ (u8 activations, per-channel s8 weights), conv-transpose as "
-                                "sub-pixel conv, argmax before the last pixel shuffle")
+            x = random_inputs(model, size, batch, seed=7).numpy()
+            path, plan = build_int8_graph(path, Path(work) / "model-int8.onnx", batches, x, threads=threads,
+                                          float_kinds=backend.int8_float, measure=device == "cpu")
+            details["int8_plan"] = plan.as_dict()
+            details["graph"] = ("int8 QDQ (u8 activations, per-channel s8 weights; " + plan.label + "), "
+                                "conv-transpose as sub-pixel conv, argmax before the last pixel shuffle")
         elif precision == "fp16":
             path = _to_float16(path, Path(work) / "model-fp16.onnx")
             rewrite_labels(path)
             details["graph"] = "fp16 ONNX (float32 input and output)"
         model_graph, labels_graph = sub_graph(path, "logits"), sub_graph(path, "labels")
+        details["argmax_first"] = has_argmax_first(path)
     sessions = [create_session(g, device, threads) for g in (model_graph, labels_graph)]
     details["providers"] = sessions[0].get_providers()
     details["build_s"] = round(time.perf_counter() - started, 3)
-    return (OrtRunner(sessions[0], "logits", backend, output="logits", details=details),
-            OrtRunner(sessions[1], "labels", backend, output="labels", details=details))
+    return (OrtRunner(sessions[0], "logits", backend, output="logits", details=details, graph=model_graph),
+            OrtRunner(sessions[1], "labels", backend, output="labels", details=details, graph=labels_graph))
 
 
 def _to_float16(source: Path, target: Path) -> Path:

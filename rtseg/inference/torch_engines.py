@@ -5,6 +5,17 @@ convolutions, optionally transposed convolutions rewritten as sub-pixel convolut
 channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU).
 Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
 (``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
+
+``compile`` is what it says or it fails: every build is its own ``torch.compile`` call with
+``isolate_recompiles=True`` (its compiled code and its recompile count are its own, so models
+compiled earlier in the same process cannot use up its recompile limit, as happened with
+dynamo's shared per-function limit of 8), ``fullgraph=True`` (a graph break raises instead of
+running part of the model eagerly) and ``recompile_limit=1`` (a later call that would need
+another graph raises ``FailOnRecompileLimitHit`` instead of quietly running eager). After the
+build call, dynamo's counters must show one new graph and no graph break; anything else is a
+``CompileFallback`` error, so the setting is reported as failed and never timed as "compile".
+``torch._dynamo.reset()`` is not used: it would throw away the compiled code of runners built
+earlier in the same process, which would then recompile while being timed.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import time
 import torch
 from torch import nn
 
+from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
 from rtseg.inference.folding import fold_batch_norm
 from rtseg.inference.runner import Runner
@@ -53,14 +65,31 @@ def prepare_model(model: nn.Module, device: str = "cpu", *, fold_bn: bool = True
     return model, details
 
 
-def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: bool):
+def _eager_fn(module: nn.Module, precision: str, device: str, channels_last: bool, compiled: bool = False):
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if not compiled:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), autocast(precision, device):
+                return module(x.contiguous(memory_format=memory_format))
+        return run
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(precision, device):
-            return module(x.contiguous(memory_format=memory_format))
+    def run_compiled(x: torch.Tensor) -> torch.Tensor:
+        # Dynamo guards on the input's dispatch keys and strides: an inference-mode tensor has other
+        # keys than an ordinary one, and a size-1 axis may carry any stride. Compiled code always
+        # sees an ordinary tensor with the canonical strides (a free view for a size-1 axis), also
+        # when the caller runs under inference_mode.
+        with torch.inference_mode(False), torch.no_grad(), autocast(precision, device):
+            if x.is_inference():
+                x = x.clone()
+            x = x.contiguous(memory_format=memory_format)
+            return module(x.as_strided(x.shape, canonical_strides(x.shape, channels_last), x.storage_offset()))
+    return run_compiled
 
-    return run
+
+def canonical_strides(shape: torch.Size, channels_last: bool) -> tuple[int, ...]:
+    """The strides ``torch.empty(shape)`` would have (NCHW or NHWC order for 4-d shapes)."""
+    memory_format = torch.channels_last if channels_last and len(shape) == 4 else torch.contiguous_format
+    return torch.empty(shape, device="meta", memory_format=memory_format).stride()
 
 
 def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backend, *,
@@ -76,17 +105,58 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
         example = torch.randn(batch, 3, *size, device=device)
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
         details["compile"] = "inductor, freezing, max-autotune off"
-    fns = [_eager_fn(m, precision, device, channels_last) for m in modules]
+    fns = [_eager_fn(m, precision, device, channels_last, compiled=backend.engine == "compile") for m in modules]
+    if backend.engine == "compile":
+        fns = [_no_recompile(fn, getattr(model, "name", type(model).__name__), precision, size) for fn in fns]
     details["build_s"] = round(time.perf_counter() - started, 3)
     return (Runner(fns[0], backend, output="logits", details=details),
             Runner(fns[1], backend, output="labels", details=details))
 
 
+class CompileFallback(RtsegError):
+    """``torch.compile`` did not compile the whole model into one graph (or would recompile)."""
+
+
 def _compile(module: nn.Module, example: torch.Tensor, precision: str, device: str, channels_last: bool):
     """``torch.compile`` and run once, so compilation (with frozen weights) happens here, not in timing."""
     import torch._inductor.config as inductor_config
+    from torch._dynamo.utils import counters
 
-    compiled = torch.compile(module, dynamic=False)
-    with inductor_config.patch(freezing=True):
-        _eager_fn(compiled, precision, device, channels_last)(example)
+    name = getattr(getattr(module, "model", module), "name", type(module).__name__)
+    compiled = torch.compile(module, dynamic=False, fullgraph=True, isolate_recompiles=True, recompile_limit=1)
+    graphs_before = counters["stats"]["unique_graphs"]
+    breaks_before = sum(counters["graph_break"].values())
+    try:
+        with inductor_config.patch(freezing=True):
+            _eager_fn(compiled, precision, device, channels_last, compiled=True)(example)
+    except RtsegError:
+        raise
+    except Exception as exc:  # dynamo's Unsupported, FailOnRecompileLimitHit, inductor's lowering errors
+        raise CompileFallback(f"torch.compile of {name} ({precision}) failed instead of compiling the whole "
+                              f"model: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    check_compiled(name, precision, counters["stats"]["unique_graphs"] - graphs_before,
+                   sum(counters["graph_break"].values()) - breaks_before)
     return compiled
+
+
+def _no_recompile(fn, name: str, precision: str, size: tuple[int, int]):
+    """``fn``, with dynamo's refusal to recompile turned into a ``CompileFallback`` that says why."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        try:
+            return fn(x)
+        except FailOnRecompileLimitHit as exc:
+            raise CompileFallback(f"the compiled {name} ({precision}) was built for input {tuple(size)} and "
+                                  f"would have to recompile for {tuple(x.shape)}; build another runner for "
+                                  f"that input") from exc
+
+    return run
+
+
+def check_compiled(name: str, precision: str, new_graphs: int, new_breaks: int) -> None:
+    """Raise ``CompileFallback`` unless the build call compiled exactly one graph without a break."""
+    if new_breaks or new_graphs != 1:
+        raise CompileFallback(f"torch.compile of {name} ({precision}) compiled {new_graphs} graph(s) with "
+                              f"{new_breaks} graph break(s), not one whole graph: it would run partly or wholly "
+                              f"eager, so the compile setting is reported as failed")

@@ -4,6 +4,13 @@
 on CPU; CUDA events after ``torch.cuda.synchronize`` on a GPU); ``TimingStats`` summarises a
 list of timings. ``rtseg.profiling.speed`` (the model) and ``rtseg.profiling.roofline`` (the
 machine's peak) both time with these, under the same rules.
+
+``time_in_blocks`` times several steps side by side without letting one disturb another: each
+step runs a block of back-to-back calls (as a deployed program's loop does), and before each
+block ``wait_until_idle`` waits until this process's own threads have stopped using the CPU.
+Thread pools keep spinning after their work is done (ONNX Runtime's intra-op workers for
+some 20-40 ms, OpenMP's for a few ms), and a spinning pool of one figure takes cores from the
+next figure's run if that starts at once; measured in docs/speed.md ("The protocol").
 """
 
 from __future__ import annotations
@@ -101,6 +108,53 @@ def stopwatch(fn: Callable[[torch.Tensor], object], x: torch.Tensor, device: str
         fn(x)
         return time.perf_counter() - began
     return step
+
+
+@dataclass(frozen=True)
+class Idle:
+    waited_s: float
+    idle: bool  # False: the process was still busy when ``max_seconds`` ran out
+
+
+def wait_until_idle(max_seconds: float = 1.0, slice_seconds: float = 0.005, busy_fraction: float = 0.05, *,
+                    clock: Callable[[], float] = time.process_time,
+                    wall: Callable[[], float] = time.perf_counter,
+                    sleep: Callable[[float], None] = time.sleep) -> Idle:
+    """Sleep in ``slice_seconds`` slices until one slice in which this process's threads used
+    less than ``busy_fraction`` of one core (``clock`` is the CPU time of all its threads);
+    give up after ``max_seconds``. The other processes of the machine are not ours to wait for."""
+    began = wall()
+    while True:
+        cpu_before, wall_before = clock(), wall()
+        sleep(slice_seconds)
+        used, elapsed = clock() - cpu_before, wall() - wall_before
+        if used <= busy_fraction * max(elapsed, slice_seconds):
+            return Idle(wall() - began, True)
+        if wall() - began >= max_seconds:
+            return Idle(wall() - began, False)
+
+
+def time_in_blocks(steps: Sequence[Callable[[], float]], runs: int, block: int = 5,
+                   before_block: Callable[[], object] | None = wait_until_idle, lead_in: int = 1) -> list[list[float]]:
+    """``runs`` timings of each step, taken in blocks of ``block`` consecutive calls, the steps
+    in turn (A A A, B B B, A A A, ...), ``before_block()`` (waiting until idle) before each block
+    and ``lead_in`` untimed calls at its start (they wake the step's threads, which slept while
+    the others ran: a program's loop does not wait for them).
+
+    Blocks keep the steps apart (no step's threads spin while another runs) while the turns
+    still spread a change of the machine's load over all steps alike."""
+    if runs < 1 or block < 1 or lead_in < 0:
+        raise ValueError("runs and block must be positive, lead_in not negative")
+    times: list[list[float]] = [[] for _ in steps]
+    while len(times[0]) < runs:
+        count = min(block, runs - len(times[0]))
+        for record, step in zip(times, steps):
+            if before_block is not None:
+                before_block()
+            for _ in range(lead_in):
+                step()
+            record.extend(step() for _ in range(count))
+    return times
 
 
 def time_interleaved(steps: Sequence[Callable[[], float]], runs: int) -> list[list[float]]:

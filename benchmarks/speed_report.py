@@ -1,0 +1,154 @@
+"""The tables and the goal summary of ``benchmarks/bench_speed.py``, as Markdown for the README.
+
+``summarise(report)`` computes, from the rows of one run: each model's best setting and its
+speed-up over plain fp32 eager, SkipNet-ShuffleNet / ENet per shared setting, int8 against
+fp32 in ONNX Runtime, and the goals of issue 11 with pass or fail. ``render(report)`` prints
+them. Ratios come from entries timed side by side in one group only.
+"""
+
+from __future__ import annotations
+
+GOAL_MODEL = "skipnet-mobilenet_v1"
+GOAL_FPS = 60.0
+GOAL_MIOU_CHANGE = 0.005  # 0.5 points
+INT8_TOLERANCE = 0.03  # "never slower": within the noise of two timings of one graph
+PAIR = ("skipnet-shufflenet_v1", "enet")
+PAIR_RATIO = 1.5
+SPEEDUP = 4.0
+PLAIN_AGREEMENT = 0.10
+
+
+def _fps(results) -> dict[tuple[str, str], float]:
+    return {(r["model"], r["setting"]): r["end_to_end"]["fps_median"] for r in results if not r["error"]}
+
+
+def _miou(results) -> dict[tuple[str, str], float]:
+    return {(r["model"], r["setting"]): r["miou"] for r in results if not r["error"] and r.get("miou") is not None}
+
+
+def summarise(report: dict) -> dict:
+    results = report["results"]
+    fps, miou = _fps(results), _miou(results)
+    models = list(dict.fromkeys(r["model"] for r in results))
+    summary = {"best": {}, "pair": None, "int8": {}, "goals": [],
+               "failed": [f"{r['model']} / {r['setting']}: {r['error']}" for r in results if r["error"]]}
+    for name in models:
+        own = {s: v for (m, s), v in fps.items() if m == name}
+        if "plain" not in own:
+            continue
+        change = {s: miou[(name, s)] - miou[(name, "plain")] for s in own
+                  if (name, s) in miou and (name, "plain") in miou}
+        # the fastest setting whose mIoU stays within the goal's 0.5 points, where mIoU was measured
+        allowed = {s: v for s, v in own.items() if s not in change or abs(change[s]) <= GOAL_MIOU_CHANGE}
+        best = max(allowed, key=allowed.get)
+        summary["best"][name] = {"setting": best, "fps": own[best], "plain_fps": own["plain"],
+                                 "speedup": own[best] / own["plain"], "miou_change": change.get(best)}
+        if (name, "onnxruntime-int8") in fps and (name, "onnxruntime-fp32") in fps:
+            plan = next((r.get("int8_plan") for r in results if r["model"] == name
+                         and r["setting"] == "onnxruntime-int8" and not r["error"]), None) or {}
+            summary["int8"][name] = {"int8_fps": fps[(name, "onnxruntime-int8")],
+                                     "fp32_fps": fps[(name, "onnxruntime-fp32")],
+                                     "ratio": fps[(name, "onnxruntime-int8")] / fps[(name, "onnxruntime-fp32")],
+                                     "plan": plan.get("label", "-")}
+    a, b = PAIR
+    shared = [s for (m, s) in fps if m == a and (b, s) in fps]
+    if shared:
+        summary["pair"] = {s: fps[(a, s)] / fps[(b, s)] for s in shared}
+    summary["goals"] = _goals(summary, report)
+    return summary
+
+
+def _goal(goal: str, subject: str, value: str, passed: bool | None, note: str = "") -> dict:
+    return {"goal": goal, "subject": subject, "value": value, "passed": passed, "note": note}
+
+
+def _goals(summary: dict, report: dict) -> list[dict]:
+    goals = []
+    best = summary["best"].get(GOAL_MODEL)
+    if best:
+        change = best["miou_change"]
+        ceiling = report.get("ceiling") or {}
+        bound = (f"at 100 % of the measured int8 peak ({ceiling['int8_peak_gflops_per_s']:.0f} GFLOP/s) its "
+                 f"{ceiling['gflops']:.1f} GFLOPs would run at {ceiling['max_fps']:.0f} FPS"
+                 if ceiling.get("max_fps") else "")
+        within = change is not None and abs(change) <= GOAL_MIOU_CHANGE
+        goals.append(_goal(f"SkipNet-MobileNet >= {GOAL_FPS:.0f} FPS end-to-end, mIoU change <= 0.5 points",
+                           f"{best['setting']}", f"{best['fps']:.1f} FPS, mIoU change "
+                           + (f"{100 * change:+.2f} points" if change is not None else "not measured"),
+                           best["fps"] >= GOAL_FPS and within,
+                           "; ".join(n for n in (bound, "" if change is not None else
+                                                 "give --checkpoint and --quality-data for the mIoU") if n)))
+    for name, values in summary["int8"].items():
+        goals.append(_goal("int8 never slower than fp32 (ONNX Runtime)", name,
+                           f"{values['ratio']:.2f}x ({values['int8_fps']:.1f} vs {values['fp32_fps']:.1f} FPS)",
+                           values["ratio"] >= 1 - INT8_TOLERANCE, values["plan"]))
+    for setting, ratio in (summary["pair"] or {}).items():
+        goals.append(_goal(f"SkipNet-ShuffleNet >= {PAIR_RATIO}x ENet", setting, f"{ratio:.2f}x", ratio >= PAIR_RATIO))
+    for name, values in summary["best"].items():
+        goals.append(_goal(f"best setting >= {SPEEDUP:.0f}x plain fp32 eager", name,
+                           f"{values['speedup']:.2f}x ({values['setting']})", values["speedup"] >= SPEEDUP))
+    plain = report.get("plain_check")
+    if plain:
+        goals.append(_goal("protocol = plainest program within 10 %", f"{plain['model']} / {plain['setting']}",
+                           f"{plain['protocol_fps']:.1f} vs {plain['plain_program_fps']:.1f} FPS "
+                           f"({plain['ratio']:.2f}x)", plain["passed"]))
+    compile_failures = [f for f in summary["failed"] if "/ compile" in f]
+    goals.append(_goal("torch.compile never falls back to eager", "every compile setting",
+                       f"{len(compile_failures)} failed" if compile_failures else "none failed",
+                       not compile_failures, "; ".join(compile_failures)))
+    return goals
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def render(report: dict) -> str:
+    hw, summary = report["hardware"], report["summary"]
+    lines = [f"\n{report['command']}",
+             f"{hw['cpu']} ({', '.join(hw['cpu_flags'])}), {report['threads']} threads, {hw['usable_cores']} usable "
+             f"cores, size {report['size']}, batch 1, {report['runs']} timed runs per entry in blocks of "
+             f"{report['block']}, load average {hw['load_average_1min']} at the end, {report['seconds']} s; "
+             f"torch {hw['versions']['torch']}, onnxruntime {hw['versions']['onnxruntime']}", ""]
+    plain = {r["model"]: r["end_to_end"]["fps_median"] for r in report["results"]
+             if r["setting"] == "plain" and not r["error"]}
+    rows = []
+    for r in report["results"]:
+        if r["error"]:
+            rows.append([r["model"], r["setting"], "failed", "-", "-", "-", "-"])
+            continue
+        e2e, model_only = r["end_to_end"], r.get("model_only")
+        rows.append([r["model"], r["setting"],
+                     f"{e2e['fps_median']:.2f}" + (f" ({model_only['fps_median']:.2f})" if model_only else ""),
+                     f"{e2e['fps_median'] / plain[r['model']]:.2f}" if r["model"] in plain else "-",
+                     f"{100 * r['agreement_with_plain']:.2f} %" if r.get("agreement_with_plain") is not None else "-",
+                     f"{100 * r['miou']:.1f}" if r.get("miou") is not None else "-",
+                     (r.get("int8_plan") or {}).get("label", "")])
+    lines += ["End-to-end FPS (model only in brackets), median of the timed runs:", "",
+              *_table(["model", "setting", "FPS", "x plain", "agreement with plain", "mIoU", "int8 layers"], rows), ""]
+    lines += ["Goals:", "", *_table(["goal", "subject", "measured", "result", "note"],
+                                    [[g["goal"], g["subject"], g["value"], "PASS" if g["passed"] else "FAIL", g["note"]]
+                                     for g in summary["goals"]]), ""]
+    lines += ["Best setting against plain fp32 eager:", "",
+              *_table(["model", "best setting", "FPS", "plain FPS", "speed-up"],
+                      [[m, b["setting"], f"{b['fps']:.2f}", f"{b['plain_fps']:.2f}", f"{b['speedup']:.2f}x"]
+                       for m, b in summary["best"].items()]), ""]
+    if summary["pair"]:
+        lines += [f"{PAIR[0]} / {PAIR[1]}, end-to-end FPS ratio per shared setting:", "",
+                  *_table(list(summary["pair"]), [[f"{v:.2f}x" for v in summary["pair"].values()]]), ""]
+    if summary["int8"]:
+        lines += ["ONNX Runtime int8 against fp32:", "",
+                  *_table(["model", "int8 FPS", "fp32 FPS", "int8 / fp32", "int8 layer plan"],
+                          [[m, f"{v['int8_fps']:.2f}", f"{v['fp32_fps']:.2f}", f"{v['ratio']:.2f}x", v["plan"]]
+                           for m, v in summary["int8"].items()]), ""]
+    check = report.get("plain_check")
+    if check:
+        lines.append(f"Plainest program ({check['model']} / {check['setting']}, one ONNX Runtime session, one loop, "
+                     f"a process of its own): {check['plain_program_fps']:.2f} FPS; the protocol's end-to-end: "
+                     f"{check['protocol_fps']:.2f} FPS ({check['ratio']:.2f}x; rounds {check['rounds']}).")
+    for r in report["results"]:
+        for warning in r.get("warnings") or []:
+            lines.append(f"warning, {r['model']} / {r['setting']}: {warning}")
+    lines += [f"failed: {f}" for f in summary["failed"]]
+    return "\n".join(lines)
