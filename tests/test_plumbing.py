@@ -182,3 +182,14 @@ def test_the_fast_png_decoder_gives_pillows_pixels(tmp_path):
     broken.write_bytes((tmp_path / "rgb.png").read_bytes()[:60])
     with pytest.raises(RtsegError, match="cannot read image .*truncated.png"):
         read_image(broken)
+
+
+@pytest.mark.parametrize("layout", ["cityscapes", "camvid", "folder"])
+def test_int8_calibration_reads_a_datasets_images_never_its_labels(tmp_path, layout):
+    from rtseg.data.synthetic import generate_synthetic
+    from rtseg.inference.calibration import find_images
+
+    generate_synthetic(tmp_path, layout=layout, train=2, val=1, test=0, size=(32, 64), progress=False)
+    found = find_images(tmp_path)
+    assert len(found) == 2  # the train split's two images
+    assert all("annot" not in p.parent.name and "gtFine" not in p.parts and "labels" not in p.parts for p in found)

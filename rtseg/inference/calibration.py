@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rtseg.data.cityscapes import IMAGE_DIR, split_image_files
 from rtseg.data.io import list_images
+from rtseg.data.layouts import detect_layout, open_dataset
 from rtseg.data.processing import image_to_input, normalise
 from rtseg.errors import RtsegError
 from rtseg.normalisation import model_normalisation
@@ -45,19 +45,26 @@ def random_calibration(model: torch.nn.Module, size: tuple[int, int], batch: int
 
 
 def find_images(root: str | Path, splits: Sequence[str] = ("train", "val", "test")) -> list[Path]:
-    """The images of the first split a Cityscapes-layout root has, else every image under ``root``."""
+    """The images of the first split a dataset root has (Cityscapes, CamVid or a folder dataset:
+    images only, never its label PNGs), else every image under a plain folder."""
     root = Path(root)
     if not root.is_dir():
         raise RtsegError(f"calibration data folder {root} does not exist")
-    if (root / IMAGE_DIR).is_dir():
+    if detect_layout(root) is not None:
+        layout = open_dataset(root)
         for split in splits:
-            found = split_image_files(root, split)
+            if split not in layout.split_names():
+                continue
+            try:
+                found = layout.image_files(split)
+            except RtsegError:  # the layout has no such split here
+                continue
             if found:
-                return found
+                return [Path(p) for p in found]
     try:
         return [path for path, _ in list_images(root)]
     except RtsegError:
-        raise RtsegError(f"no images under {root} (expected {IMAGE_DIR}/<split>/<city>/*.png or image files)") from None
+        raise RtsegError(f"no images under {root} (expected a dataset root or a folder of images)") from None
 
 
 def images_from_root(root: str | Path, size: tuple[int, int], count: int, mean: Sequence[float],

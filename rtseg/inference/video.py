@@ -2,7 +2,7 @@
 
 Decoding and encoding are PyAV's (FFmpeg): H.264 (libx264) for .mp4, .mkv and .mov, Motion
 JPEG for .avi. Each frame goes through a ``Predictor`` (any engine) and is blended with the
-Cityscapes colours of its train ids. The file is written beside the target under a temporary
+colours of its classes (the Predictor's dataset's palette; Cityscapes' by default). The file is written beside the target under a temporary
 name and moved into place when complete, so an interrupted run leaves no half video.
 """
 
@@ -24,7 +24,8 @@ _PIXEL_FORMATS = {"libx264": "yuv420p", "mjpeg": "yuvj420p"}
 
 
 def segment_video(source: str | Path, target: str | Path, predictor: Callable[[np.ndarray], np.ndarray], *,
-                  alpha: float = 0.5, max_frames: int | None = None, progress: bool = True) -> dict:
+                  alpha: float = 0.5, max_frames: int | None = None, progress: bool = True,
+                  palette: np.ndarray | None = None) -> dict:
     """Run ``predictor`` (uint8 RGB frame -> train ids) on every frame of ``source``; write the overlay to ``target``.
 
     Returns ``frames``, ``seconds``, ``fps`` (whole loop: decode, predict, encode, the first
@@ -41,6 +42,8 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
     codec = _CODECS.get(target.suffix.lower())
     if codec is None:
         raise RtsegError(f"output video {target} must end in one of {', '.join(_CODECS)}")
+    if palette is None and getattr(predictor, "dataset", None) is not None:
+        palette = predictor.dataset.palette()  # a Predictor's classes come in its dataset's colours
     if not 0 <= alpha <= 1:
         raise RtsegError(f"overlay alpha must be in [0, 1], got {alpha}")
     try:
@@ -75,7 +78,7 @@ def segment_video(source: str | Path, target: str | Path, predictor: Callable[[n
                         first_frame_seconds = time.perf_counter() - began
                     else:
                         predict_seconds += time.perf_counter() - began
-                    blended = overlay(image[:height, :width], labels[:height, :width], alpha)
+                    blended = overlay(image[:height, :width], labels[:height, :width], alpha, palette)
                     writer.mux(out.encode(av.VideoFrame.from_ndarray(blended, format="rgb24")))
                     frames += 1
                     bar.update(1)
