@@ -245,3 +245,27 @@ def test_export_model_is_a_python_workflow_returning_its_report(tmp_path):
     assert lines == report.log and lines[-1] == f"wrote {tmp_path / 'tiny.onnx'}"
     with pytest.raises(RtsegError, match="int8 needs calibration data"):
         export_model(TinyNet().eval(), tmp_path / "q.onnx", ExportOptions(size=(32, 48), int8=True))
+
+
+def test_a_dynamic_export_is_checked_at_another_size_than_it_was_traced_at(tmp_path):
+    """torch.export writes adaptive pooling with the traced size's windows while the input stays
+    symbolic: the graph claims any size and is wrong at every other one. The check must see it."""
+    from torch.nn import functional as F
+
+    from rtseg.export import ExportOptions, export_model
+
+    class Pooled(SegmentationNetwork):
+        def __init__(self):
+            super().__init__("pooled", 4)
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y + 3 * F.interpolate(F.adaptive_avg_pool2d(y, (2, 2)), size=y.shape[-2:], mode="nearest")
+
+    torch.manual_seed(0)
+    with pytest.raises(RtsegError, match="argmax agrees with PyTorch on only"):
+        export_model(Pooled().eval(), tmp_path / "p.onnx", ExportOptions(size=(32, 48), dynamic=True))
+    # at the traced size alone the same graph is right: only the second size shows the fault
+    report = export_model(Pooled().eval(), tmp_path / "q.onnx", ExportOptions(size=(32, 48)))
+    assert report.fp32.argmax_agreement >= 0.999
