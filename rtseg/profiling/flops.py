@@ -4,6 +4,11 @@
 (transposed ones included), which is also the RTSeg paper's GFLOPs convention; we report
 both ``gmacs`` and ``gflops`` so nobody confuses them. The count runs on the meta device,
 so even VGG16 at 1024x2048 costs no memory and no time.
+
+Parameters are counted twice: ``params``, all of them, and ``eval_params``, those the eval
+output depends on (``rtseg.models.zoo.eval_parameters``: the eval output of a small image
+back-propagated), which leaves out training-only heads (auxiliary, boundary, detail) as papers
+do; the two are equal for a network without such heads.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from rtseg.models.zoo.eval_parameters import count_eval_params
+
 
 @dataclass(frozen=True)
 class Cost:
-    params: int
+    params: int  # all parameters
+    eval_params: int  # those the eval output depends on (no training-only heads)
     gmacs: float
     gflops: float
     height: int
@@ -58,5 +66,5 @@ def _to_meta(model: nn.Module) -> nn.Module:
 
 def measure_cost(model: nn.Module, size: tuple[int, int]) -> Cost:
     flops = count_flops(model, size)
-    return Cost(params=count_params(model), gmacs=flops / 2e9, gflops=flops / 1e9,
-                height=size[0], width=size[1])
+    return Cost(params=count_params(model), eval_params=count_eval_params(model), gmacs=flops / 2e9,
+                gflops=flops / 1e9, height=size[0], width=size[1])
