@@ -41,7 +41,7 @@ class PublishedRecord:
 # paper's Cityscapes table (STDC1-Seg50 and STDC2-Seg75 also in its abstract), FPS from the
 # README's latency runs (FasterSeg's TensorRT tool, default fp32 engine), batch 1.
 _STDC = "Fan et al. 2021 (CVPR, arXiv 2104.13188), Cityscapes comparison table; MichaelFan01/STDC-Seg README"
-_STDC_RUN = {"gpu": "GTX 1080Ti", "runtime": "TensorRT 5.1.5 fp32"}
+_STDC_RUN = {"gpu": "GTX 1080 Ti", "runtime": "TensorRT 5.1.5 fp32"}
 STDC_SEG = (
     PublishedRecord("stdc1_seg", _STDC, val_miou=72.2, test_miou=71.9, fps=250.4, resolution="512x1024", **_STDC_RUN,
             note="STDC1-Seg50: the 1024x2048 images at scale 0.5"),
@@ -58,7 +58,7 @@ STDC_SEG = (
 BISENET_V1 = (
     PublishedRecord("bisenet_v1", "Yu et al. 2018 (ECCV, arXiv 1808.00897), Cityscapes speed and accuracy tables: "
             "BiSeNet (ResNet18)",
-            val_miou=74.8, test_miou=74.7, fps=65.5, gpu="Titan XP", resolution="768x1536",
+            val_miou=74.8, test_miou=74.7, fps=65.5, gpu="Titan Xp", resolution="768x1536",
             runtime="PyTorch (precision not stated)", params_m=49.0, gflops=110.6,
             flops_note="the paper's cost table gives 10.8 G 'FLOPs' at 640x360, which can only be multiply-adds "
                        "(the ResNet18 trunk alone is 8.5 G multiply-adds there); scaled by the pixel count to "
@@ -74,7 +74,7 @@ BISENET_V1 = (
 # abstract), repeated by PaddleSeg's configs/pp_liteseg/README.md; FPS from PaddleSeg's
 # deploy/python/infer_onnx_trt.py (an ONNX export run by TensorRT 7 without fp16).
 _PPLITE = "Peng et al. 2022 (arXiv 2204.02681), Cityscapes comparison table; PaddleSeg configs/pp_liteseg/README.md"
-_PPLITE_RUN = {"gpu": "GTX 1080Ti", "runtime": "TensorRT 7 fp32 (ONNX export, deploy/python/infer_onnx_trt.py)"}
+_PPLITE_RUN = {"gpu": "GTX 1080 Ti", "runtime": "TensorRT 7 fp32 (ONNX export, deploy/python/infer_onnx_trt.py)"}
 PP_LITESEG = (
     PublishedRecord("pp_liteseg_t", _PPLITE, val_miou=73.1, test_miou=72.0, fps=273.6, resolution="512x1024", **_PPLITE_RUN,
             note="PP-LiteSeg-T1: the images at scale 0.5"),
