@@ -7,9 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import rtseg
 from rtseg.errors import RtsegError
 from rtseg.models.zoo.bisenet_v1 import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD
-from rtseg.models.zoo.eval_parameters import training_only_modules
+from rtseg.models.zoo.eval_parameters import meta_copy, training_only_modules
 from rtseg.models.zoo.published import published_records
-from rtseg.profiling.flops import _to_meta
 from zoo_checks import (assert_any_size, assert_eval_parameters_are_those_an_eval_pass_reaches, assert_exports,
                         assert_gradients_everywhere, assert_loaded_from, assert_registered, official_layout, random_state)
 
@@ -83,7 +82,7 @@ def test_the_imagenet_branches_load_from_one_state_dict_per_branch(tmp_path):
 
 def _gmacs_by_module(model, size):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        _to_meta(model.eval())(torch.zeros(1, 3, *size, device="meta"))
+        meta_copy(model.eval())(torch.zeros(1, 3, *size, device="meta"))
     return {name: sum(counts.values()) / 2e9 for name, counts in counter.get_flop_counts().items()}
 
 

@@ -30,7 +30,7 @@ class _TwoHeads(SegmentationNetwork):
         return {"out": out, "aux": self.heads[1](feat)} if self.training else out
 
 
-def test_the_heads_only_training_reads_are_found_without_changing_the_network():
+def test_the_heads_only_training_reads_are_found_without_touching_the_network():
     model = _TwoHeads().train()
     model.trunk[0].weight.requires_grad_(False)  # a frozen layer is still part of the eval output
     assert eval_parameter_names(model) == {"trunk.0.weight", "trunk.0.bias", "trunk.1.weight", "trunk.1.bias",

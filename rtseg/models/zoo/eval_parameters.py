@@ -2,19 +2,14 @@
 
 Papers count a network's parameters without its auxiliary, boundary, booster and detail heads,
 which only the training losses read. ``eval_parameter_names`` finds the parameters the eval
-output depends on by back-propagating the eval-mode output of one small image
-(``torch.autograd.grad`` with ``allow_unused``: a parameter outside the eval graph gets no
-gradient at all, whatever the weights), so no network lists its training-only heads by hand and
-the answer cannot drift from the forward pass. Nothing of the network changes: no ``.grad`` is
-written, batch norm runs in eval mode, the training flag and ``requires_grad`` are put back.
-It works for any ``nn.Module`` that maps an image batch to a tensor in eval mode, hence for
-every ``SegmentationNetwork``; ``rtseg.profiling.flops`` reports it as a model's
-``eval_params``. It lives in the models layer, below profiling, because loading the zoo's
-release files needs it (``fill_training_heads``); profiling imports it from here.
-
-Why a real 64x64 image and not a meta-device copy (shapes only): on the meta device PyTorch
-decomposes batch norm and bilinear resizing into Python reference code, about a hundred times
-slower than computing them at that size; a network built on the meta device is probed there.
+output depends on by back-propagating the eval-mode output of a meta-device copy (shapes only:
+no storage is copied, nothing is computed, the network itself is not touched): a parameter
+outside the eval graph gets no gradient at all. So no network lists its training-only heads by
+hand, and the answer cannot drift from the forward pass. It works for any ``nn.Module`` that
+maps an image batch to a tensor in eval mode, hence for every ``SegmentationNetwork``;
+``rtseg.profiling.flops`` reports it as a model's ``eval_params``. It lives in the models layer,
+below profiling, because loading the zoo's release files needs it (``fill_training_heads``);
+profiling imports it from here, and ``meta_copy`` with it.
 
 ``training_only_modules`` names the heads themselves (the largest submodules none of whose
 parameters the eval output reads), which is what a release file may lack: the authors'
@@ -24,6 +19,7 @@ with those heads at their initialisation, since they only matter to further trai
 
 from __future__ import annotations
 
+import copy
 from typing import Mapping
 
 import torch
@@ -32,25 +28,23 @@ from torch import nn
 PROBE_SIZE = (64, 64)  # every registered network runs there; the answer does not depend on the size
 
 
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers live on the meta device (no storage is copied)."""
+    memo = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
 def eval_parameter_names(model: nn.Module, size: tuple[int, int] = PROBE_SIZE) -> set[str]:
     """Names of the parameters that receive a gradient from the eval-mode output at ``size``."""
-    params = dict(model.named_parameters())
-    if not params:
-        return set()
-    first = next(iter(params.values()))
-    was_training = model.training
-    flags = {name: p.requires_grad for name, p in params.items()}
-    try:
-        model.eval()
-        for p in params.values():
-            p.requires_grad_(True)
-        with torch.enable_grad():
-            out = model(torch.zeros(1, 3, *size, device=first.device, dtype=first.dtype))
-            grads = torch.autograd.grad(out.sum(), list(params.values()), allow_unused=True)
-    finally:
-        model.train(was_training)
-        for name, p in params.items():
-            p.requires_grad_(flags[name])
+    meta = meta_copy(model).eval()
+    params = dict(meta.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)  # a frozen layer is still part of the eval output
+    out = meta(torch.zeros(1, 3, *size, device="meta"))
+    grads = torch.autograd.grad(out.sum(), list(params.values()), allow_unused=True)
     return {name for name, grad in zip(params, grads) if grad is not None}
 
 
