@@ -16,7 +16,7 @@ from rtseg.models.zoo.bisenet_v1 import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_C
 from rtseg.models.zoo.eval_parameters import count_eval_params
 from rtseg.profiling.flops import count_flops, count_params
 from zoo_checks import (assert_any_size, assert_exports, assert_gradients_everywhere, assert_registered,
-                        official_layout, random_state)
+                        official_layout, on_meta, random_state)
 
 SINGLE_THREAD = True
 FIXTURE = "bisenet_v1"
@@ -90,7 +90,7 @@ def head_macs(height: int, width: int, num_classes: int = 19) -> int:
 
 
 def test_cost_is_resnet18_plus_the_hand_counted_head():
-    model = rtseg.create_model("bisenet_v1")
+    model = on_meta("bisenet_v1")
     size = (360, 640)  # the BiSeNet paper's cost table is at 640x360
     trunk = count_flops(torchvision.models.resnet18(weights=None), size) / 2 - 512 * 1000  # less its fc
     assert count_flops(model, size) / 2 == pytest.approx(trunk + head_macs(*size), rel=1e-4)

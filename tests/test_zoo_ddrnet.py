@@ -11,7 +11,7 @@ from rtseg.models.zoo.published import published_records
 from rtseg.profiling.flops import count_flops
 from zoo_checks import (assert_any_size, assert_eval_parameters_are_those_an_eval_pass_reaches, assert_exports,
                         assert_gradients_everywhere, assert_imagenet_file_loads, assert_loaded_from, assert_registered,
-                        official_layout, random_state)
+                        official_layout, on_meta, random_state)
 
 SINGLE_THREAD = True
 FIXTURE = "ddrnet_23_slim"
@@ -81,7 +81,7 @@ def test_the_imagenet_backbone_loads_and_its_classifier_is_dropped(tmp_path):
 
 
 def test_cost_matches_the_paper():
-    model = rtseg.create_model("ddrnet_23_slim")
+    model = on_meta("ddrnet_23_slim")
     # Hong et al. 2021, Cityscapes table: 5.7M parameters, 36.3 "GFLOPs" (multiply-adds) at 1024x2048.
     assert count_eval_params(model) == pytest.approx(5.7e6, rel=0.05)
     assert count_flops(model, (1024, 2048)) / 2 == pytest.approx(36.3e9, rel=0.05)

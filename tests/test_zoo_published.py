@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 
 import rtseg
 from rtseg.models.zoo.published import PublishedRecord, published_records
@@ -15,7 +16,8 @@ ZOO = ("stdc1_seg", "stdc2_seg", "bisenet_v1", "pp_liteseg_t", "pp_liteseg_b", "
 def test_every_zoo_network_has_records_and_every_record_a_network():
     assert {record.model for record in published_records()} == set(ZOO)
     for name in ZOO:
-        rtseg.create_model(name, num_classes=3)  # registered under that name
+        with torch.device("meta"):
+            rtseg.create_model(name, num_classes=3)  # registered under that name
         assert published_records(name) and all(r.model == name for r in published_records(name))
     assert published_records("no_such_model") == ()
 

@@ -68,6 +68,12 @@ def assert_imagenet_file_loads(name: str, keys: dict[str, list[int]], path: Path
     return own, imagenet
 
 
+def on_meta(name: str, **options) -> torch.nn.Module:
+    """The network built on the meta device: for counting parameters and FLOPs, no init, no memory."""
+    with torch.device("meta"):
+        return rtseg.create_model(name, **options)
+
+
 def assert_registered(names, mean, std) -> None:
     """Each name builds with its authors' normalisation and has a published record."""
     for name in names:

@@ -73,6 +73,8 @@ def fill_training_heads(model: nn.Module, state: Mapping[str, torch.Tensor]) -> 
     is missing."""
     state = dict(state)
     own = model.state_dict()
+    if set(own) <= set(state):
+        return state  # nothing is missing: no head to fill in
     for head in training_only_modules(model):
         prefix = f"{head}."
         if not any(key.startswith(prefix) for key in state):
