@@ -29,6 +29,18 @@ class _Pools(nn.Module):
         return torch.cat([adaptive_avg_pool2d(x, bins).flatten(2) for bins in BINS], 2)
 
 
+def test_exported_adaptive_pooling_is_pytorchs_at_any_size():
+    """While ``torch.export`` traces, the pools are averaging matrices built from the map's size:
+    the exported program pools like ``F.adaptive_avg_pool2d`` at sizes other than the traced one."""
+    program = torch.export.export(_Pools(), (torch.randn(2, 4, 16, 24),),
+                                  dynamic_shapes={"x": {2: Dim.AUTO, 3: Dim.AUTO}}, strict=False)
+    assert any(node.target == torch.ops.aten.matmul.default for node in program.graph.nodes)
+    for size in OTHER_SIZES:
+        x = torch.randn(2, 4, *size)
+        expected = torch.cat([F.adaptive_avg_pool2d(x, bins).flatten(2) for bins in BINS], 2)
+        torch.testing.assert_close(program.module()(x), expected, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.slow  # an ONNX export, if a small one: about 2 s on one core
 def test_onnx_pooling_is_pytorchs_at_any_size(tmp_path):
     """The ONNX exporter, not ``torch.export``, is what turns PyTorch's adaptive pooling into
