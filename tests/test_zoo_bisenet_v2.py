@@ -6,20 +6,21 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import rtseg
 from rtseg.errors import RtsegError
-from rtseg.models.zoo.bisenet_v2 import CITYSCAPES_MEAN, CITYSCAPES_STD, PUBLISHED
-from rtseg.profiling.flops import _to_meta
-from zoo_helpers import (assert_any_size, assert_exports, assert_gradients_everywhere, assert_loaded_from,
-                         assert_training_only_heads_are_exactly_the_unused_ones, fixture, state_with_layout)
+from rtseg.models.zoo.bisenet_v1 import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD
+from rtseg.models.zoo.eval_parameters import meta_copy, training_only_modules
+from rtseg.models.zoo.published import published_records
+from zoo_checks import (assert_any_size, assert_eval_parameters_are_those_an_eval_pass_reaches, assert_exports,
+                        assert_gradients_everywhere, assert_loaded_from, assert_registered, official_layout, on_meta,
+                        random_state)
 
 SINGLE_THREAD = True
-LAYOUTS = fixture("bisenet_v2")["layouts"]
+FIXTURE = "bisenet_v2"
 BOOSTERS = ("aux2", "aux3", "aux4", "aux5")
 
 
 def test_registered_with_the_codes_cityscapes_normalisation():
-    model = rtseg.create_model("bisenet_v2", num_classes=5)
-    assert (model.name, model.num_classes, model.mean, model.std) == ("bisenet_v2", 5, CITYSCAPES_MEAN, CITYSCAPES_STD)
-    assert {r.model for r in PUBLISHED} == {"bisenet_v2"}
+    assert_registered(["bisenet_v2"], COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD)
+    assert len(published_records("bisenet_v2")) == 2
 
 
 def test_any_input_size_in_train_and_eval_mode():
@@ -39,8 +40,8 @@ def test_gradients_reach_every_parameter_at_an_odd_size():
 
 def test_only_the_boosters_are_training_only():
     model = rtseg.create_model("bisenet_v2", num_classes=3)
-    assert model.training_only == BOOSTERS
-    assert_training_only_heads_are_exactly_the_unused_ones(model, (64, 64))
+    assert training_only_modules(model) == BOOSTERS
+    assert_eval_parameters_are_those_an_eval_pass_reaches(model, (64, 64))
 
 
 def test_a_multiple_of_32_is_not_resized_and_other_sizes_are_resized_like_the_evaluation():
@@ -53,7 +54,7 @@ def test_a_multiple_of_32_is_not_resized_and_other_sizes_are_resized_like_the_ev
 
 
 def test_the_release_layout_converts_and_loads(tmp_path):
-    release = state_with_layout(LAYOUTS["cityscapes"]["keys"])
+    release = random_state(official_layout(FIXTURE, "cityscapes"))
     torch.save(release, tmp_path / "model_final_v2_city.pth")
     model = rtseg.create_model("bisenet_v2", weights=tmp_path / "model_final_v2_city.pth")
     assert assert_loaded_from(model, release, {"aux5_4.": "aux5."}) == set()
@@ -65,8 +66,8 @@ def test_the_release_layout_converts_and_loads(tmp_path):
 
 
 def test_the_imagenet_branches_load_from_one_state_dict_per_branch(tmp_path):
-    keys = LAYOUTS["imagenet"]["keys"]
-    flat = state_with_layout(keys, seed=1)
+    keys = official_layout(FIXTURE, "imagenet")
+    flat = random_state(keys, seed=1)
     nested = {branch: {k[len(branch) + 1:]: v for k, v in flat.items() if k.startswith(branch + ".")}
               for branch in ("detail", "segment")}
     torch.save(nested, tmp_path / "backbone_v2.pth")
@@ -82,7 +83,7 @@ def test_the_imagenet_branches_load_from_one_state_dict_per_branch(tmp_path):
 
 def _gmacs_by_module(model, size):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        _to_meta(model.eval())(torch.zeros(1, 3, *size, device="meta"))
+        meta_copy(model.eval())(torch.zeros(1, 3, *size, device="meta"))
     return {name: sum(counts.values()) / 2e9 for name, counts in counter.get_flop_counts().items()}
 
 
@@ -90,8 +91,8 @@ def test_cost_against_the_paper_is_explained_by_the_codes_head():
     """Yu et al. 2021: 21.15 GFLOPs at 512x1024. The detail branch alone costs more than half of
     that in multiply-adds, so the paper counts multiply-adds; without the segment head (whose
     width the paper leaves open and CoinCheung sets to 1024 channels) the network costs less than
-    the paper's figure, with it more (docs/zoo_realtime_b.md)."""
-    gmacs = _gmacs_by_module(rtseg.create_model("bisenet_v2"), (512, 1024))
+    the paper's figure, with it more (docs/zoo.md)."""
+    gmacs = _gmacs_by_module(on_meta("bisenet_v2"), (512, 1024))
     assert gmacs["BiSeNetV2.detail"] > 21.15 / 2
     assert gmacs["Global"] - gmacs["BiSeNetV2.head"] < 21.15 < gmacs["Global"]
     assert gmacs["BiSeNetV2.head.conv"] == pytest.approx(128 * 1024 * 9 * 64 * 128 / 1e9)  # its 3x3 conv at 1/8
@@ -99,4 +100,4 @@ def test_cost_against_the_paper_is_explained_by_the_codes_head():
 
 @pytest.mark.slow
 def test_onnx_export_at_any_size(tmp_path):
-    assert_exports(rtseg.create_model("bisenet_v2", num_classes=4), tmp_path, (128, 192), other=(72, 104))
+    assert_exports(rtseg.create_model("bisenet_v2", num_classes=4), tmp_path, (128, 192), (72, 104))

@@ -2,27 +2,24 @@
 
 import pytest
 import torch
-from torch import nn
-from torch.export import Dim
-from torch.nn import functional as F
 
 import rtseg
 from rtseg.errors import RtsegError
 from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
-from rtseg.models.zoo.fast_scnn import PUBLISHED, _tramac_to_ours
-from rtseg.models.zoo.pyramid import adaptive_avg_pool2d
-from rtseg.models.zoo.training_only import inference_param_count
-from zoo_helpers import (assert_any_size, assert_exports, assert_gradients_everywhere,
-                         assert_training_only_heads_are_exactly_the_unused_ones, fixture, state_with_layout)
+from rtseg.models.zoo.eval_parameters import count_eval_params, training_only_modules
+from rtseg.models.zoo.fast_scnn import _tramac_to_ours
+from rtseg.models.zoo.published import published_records
+from zoo_checks import (assert_any_size, assert_eval_parameters_are_those_an_eval_pass_reaches, assert_exports,
+                        assert_gradients_everywhere, assert_registered, official_layout, on_meta,
+                        random_state)
 
 SINGLE_THREAD = True
-LAYOUTS = fixture("fast_scnn")["layouts"]
+FIXTURE = "fast_scnn"
 
 
 def test_registered_with_the_authors_normalisation():
-    model = rtseg.create_model("fast_scnn", num_classes=5)
-    assert (model.name, model.num_classes, model.mean, model.std) == ("fast_scnn", 5, IMAGENET_MEAN, IMAGENET_STD)
-    assert {r.model for r in PUBLISHED} == {"fast_scnn"}
+    assert_registered(["fast_scnn"], IMAGENET_MEAN, IMAGENET_STD)
+    assert len(published_records("fast_scnn")) == 2
     with pytest.raises(RtsegError, match="no ImageNet weights"):
         rtseg.create_model("fast_scnn", pretrained=True)
 
@@ -36,12 +33,14 @@ def test_gradients_reach_every_parameter_at_an_odd_size():
 
 
 def test_only_the_auxiliary_head_is_training_only():
-    assert_training_only_heads_are_exactly_the_unused_ones(rtseg.create_model("fast_scnn", num_classes=3), (64, 64))
+    model = rtseg.create_model("fast_scnn", num_classes=3)
+    assert training_only_modules(model) == ("aux_head",)
+    assert_eval_parameters_are_those_an_eval_pass_reaches(model, (64, 64))
 
 
 @pytest.mark.parametrize("layout", ["cityscapes", "cityscapes_aux"])
 def test_the_release_layout_converts_and_loads(layout, tmp_path):
-    release = state_with_layout(LAYOUTS[layout]["keys"])
+    release = random_state(official_layout(FIXTURE, layout))
     torch.save(release, tmp_path / "fast_scnn_citys.pth")
     model = rtseg.create_model("fast_scnn", weights=tmp_path / "fast_scnn_citys.pth")
     own = model.state_dict()
@@ -54,7 +53,7 @@ def test_the_release_layout_converts_and_loads(layout, tmp_path):
 
 
 def test_a_release_that_does_not_fit_names_its_keys(tmp_path):
-    release = state_with_layout(LAYOUTS["cityscapes"]["keys"])
+    release = random_state(official_layout(FIXTURE, "cityscapes"))
     del release["global_feature_extractor.ppm.out.conv.1.running_var"]
     torch.save(release, tmp_path / "cut.pth")
     with pytest.raises(RtsegError, match=r"cut.pth does not fit FastSCNN: missing keys: "
@@ -64,27 +63,9 @@ def test_a_release_that_does_not_fit_names_its_keys(tmp_path):
 
 def test_cost_matches_the_paper():
     # Poudel et al. 2019: 1.11 million parameters (the paper publishes no FLOPs).
-    assert inference_param_count(rtseg.create_model("fast_scnn")) == pytest.approx(1.11e6, rel=0.05)
-
-
-class _Pool(nn.Module):
-    def forward(self, x):
-        return torch.cat([adaptive_avg_pool2d(x, bins).flatten(2) for bins in (1, 2, 3, 6)], 2)
-
-
-def test_exported_adaptive_pooling_is_pytorchs_at_any_size():
-    """While exporting, the pools are averaging matrices built from the traced map's size: the
-    exported program must pool like ``F.adaptive_avg_pool2d`` at other sizes (uneven bins, a map
-    smaller than the bins)."""
-    program = torch.export.export(_Pool(), (torch.randn(2, 4, 16, 24),),
-                                  dynamic_shapes={"x": {2: Dim.AUTO, 3: Dim.AUTO}}, strict=False)
-    assert any(node.target == torch.ops.aten.matmul.default for node in program.graph.nodes)
-    for size in ((9, 17), (5, 4), (33, 65)):
-        x = torch.randn(2, 4, *size)
-        expected = torch.cat([F.adaptive_avg_pool2d(x, bins).flatten(2) for bins in (1, 2, 3, 6)], 2)
-        torch.testing.assert_close(program.module()(x), expected, rtol=1e-6, atol=1e-6)
+    assert count_eval_params(on_meta("fast_scnn")) == pytest.approx(1.11e6, rel=0.05)
 
 
 @pytest.mark.slow
 def test_onnx_export_at_any_size(tmp_path):
-    assert_exports(rtseg.create_model("fast_scnn", num_classes=4), tmp_path, (128, 192), other=(257, 513))
+    assert_exports(rtseg.create_model("fast_scnn", num_classes=4), tmp_path, (128, 192), (257, 513))

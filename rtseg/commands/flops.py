@@ -1,4 +1,8 @@
-"""``rtseg flops``: parameters, GMACs and GFLOPs (2 x GMACs, the paper's convention)."""
+"""``rtseg flops``: parameters, GMACs and GFLOPs (2 x GMACs, the paper's convention).
+
+A network with training-only heads (auxiliary, boundary, detail) gets two parameter counts:
+those its eval output depends on, which is what papers report, and all of them.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"model": model.name, **cost.as_dict()})
     else:
-        print(f"{model.name} at {cost.height}x{cost.width}: {cost.params / 1e6:.2f}M parameters, "
+        params = f"{cost.params / 1e6:.2f}M parameters"
+        if cost.eval_params != cost.params:
+            params = (f"{cost.eval_params / 1e6:.2f}M parameters at eval ({cost.params / 1e6:.2f}M with the "
+                      "training-only heads)")
+        print(f"{model.name} at {cost.height}x{cost.width}: {params}, "
               f"{cost.gmacs:.2f} GMACs = {cost.gflops:.2f} GFLOPs (1 multiply-add = 2 FLOPs)")
     return 0

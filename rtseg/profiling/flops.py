@@ -4,6 +4,11 @@
 (transposed ones included), which is also the RTSeg paper's GFLOPs convention; we report
 both ``gmacs`` and ``gflops`` so nobody confuses them. The count runs on the meta device,
 so even VGG16 at 1024x2048 costs no memory and no time.
+
+Parameters are counted twice: ``params``, all of them, and ``eval_params``, those the eval
+output depends on (``rtseg.models.zoo.eval_parameters``: the eval output of a meta copy
+back-propagated), which leaves out training-only heads (auxiliary, boundary, detail) as papers
+do; the two are equal for a network without such heads.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from rtseg.models.zoo.eval_parameters import count_eval_params, meta_copy
+
 
 @dataclass(frozen=True)
 class Cost:
-    params: int
+    params: int  # all parameters
+    eval_params: int  # those the eval output depends on (no training-only heads)
     gmacs: float
     gflops: float
     height: int
@@ -36,7 +44,7 @@ def count_flops(model: nn.Module, size: tuple[int, int], batch: int = 1) -> int:
     was_training = model.training
     model.eval()
     try:
-        meta_model = _to_meta(model)
+        meta_model = meta_copy(model)
         x = torch.zeros(batch, 3, *size, device="meta")
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             meta_model(x)
@@ -45,18 +53,7 @@ def count_flops(model: nn.Module, size: tuple[int, int], batch: int = 1) -> int:
         model.train(was_training)
 
 
-def _to_meta(model: nn.Module) -> nn.Module:
-    """A deep copy whose parameters and buffers live on the meta device (no storage, no compute)."""
-    import copy
-
-    memo = {}
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        meta = torch.empty_like(tensor, device="meta")
-        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
-    return copy.deepcopy(model, memo)
-
-
 def measure_cost(model: nn.Module, size: tuple[int, int]) -> Cost:
     flops = count_flops(model, size)
-    return Cost(params=count_params(model), gmacs=flops / 2e9, gflops=flops / 1e9,
-                height=size[0], width=size[1])
+    return Cost(params=count_params(model), eval_params=count_eval_params(model, size), gmacs=flops / 2e9,
+                gflops=flops / 1e9, height=size[0], width=size[1])

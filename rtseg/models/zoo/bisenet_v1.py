@@ -20,7 +20,8 @@ The authors released no code; this follows the widely used github.com/CoinCheung
   and resizes the logits to the label with ``align_corners=True``.
 
 Training mode returns ``{"out", "aux", "aux2"}``. The release is ``net.module.state_dict()``
-of the training model (``tools/train_amp.py``): every key converts, the aux heads included.
+of the training model (``tools/train_amp.py``): every key converts, the aux heads included (a
+file without them loads with them at their initialisation, as for every zoo network).
 ``pretrained`` is torchvision's ImageNet ResNet18 (``resnet18-5c106cde.pth``, what
 CoinCheung's ``Resnet18.init_weight`` loads), a local file or ``True`` to download it.
 
@@ -35,33 +36,18 @@ from typing import Mapping
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtseg.models.encoders.resnet18 import ResNet18Encoder
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
-from rtseg.models.zoo.blocks import ConvBNReLU, FeatureFusion, SegHead
+from rtseg.models.zoo.blocks import ConvBNReLU, FeatureFusion, resize
 from rtseg.models.zoo.context_path import ContextPath, rename_bisenet_key
-from rtseg.models.zoo.published import PublishedRecord
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.heads import SegHead
 
 # lib/data/cityscapes_cv2.py (and BiSeNet v2's release, trained with the same pipeline).
 COINCHEUNG_CITYSCAPES_MEAN = (0.3257, 0.3690, 0.3223)
 COINCHEUNG_CITYSCAPES_STD = (0.2112, 0.2148, 0.2115)
-
-PUBLISHED = (
-    PublishedRecord("bisenet_v1", "Yu et al. 2018 (ECCV), Cityscapes speed and accuracy tables: BiSeNet (ResNet18)",
-                    val_miou=74.8, test_miou=74.7, fps=65.5, gpu="Titan XP", resolution="768x1536",
-                    runtime="PyTorch (precision not stated)", params_m=49.0, gflops=110.6,
-                    flops_note="the paper's cost table gives 10.8 G 'FLOPs' at 640x360, which can only be "
-                               "multiply-adds (the ResNet18 trunk alone is 8.5 G multiply-adds there); "
-                               "scaled by the pixel count to 768x1536 (55.3 G, as later papers quote it) and doubled",
-                    note="the authors' own network, which they did not release; rtseg loads CoinCheung's "
-                         "re-implementation (13.3M parameters at eval, see docs/zoo.md)"),
-    PublishedRecord("bisenet_v1", "CoinCheung/BiSeNet README and tensorrt/README.md (model_final_v1_city_new.pth)",
-                    val_miou=75.44, fps=112, gpu="A40", resolution="1024x2048",
-                    runtime="TensorRT fp32, batch 1",
-                    note="single-scale val; the README also gives 239 FPS fp16 and 435 FPS int8"),
-)
 
 
 class SpatialPath(nn.Sequential):
@@ -106,14 +92,14 @@ class BiSeNetV1(SegmentationNetwork):
                 converted[f"spatial.{_SPATIAL_LAYERS.get(layer, layer)}.{rest}"] = value
             else:
                 converted[rename_bisenet_key(key)] = value
-        return converted
+        return fill_training_heads(self, converted)
 
 
 _SPATIAL_LAYERS = {"conv1": "0", "conv2": "1", "conv3": "2", "conv_out": "3"}
 
 
 def _to_input(logits: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(logits, size, mode="bilinear", align_corners=False)
+    return resize(logits, size, align_corners=False)  # the release's nn.Upsample(scale_factor=8 or 16)
 
 
 def _init_like_coincheung(model: nn.Module) -> None:

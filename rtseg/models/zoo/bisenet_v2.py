@@ -20,7 +20,7 @@ segment head (3x3 Conv-BN-ReLU to 1024 channels, 1x1 conv to classes, bilinear x
 input), each trained with OHEM cross entropy like the main output. What CoinCheung chose
 where the paper is silent (the head's 1024 channels, ReLUs after depthwise convs, the
 boosters' upsampling, which replaces interpolation by convolutions for TensorRT) is kept, since
-the weights need it; the cost differs from the paper's (docs/zoo_realtime_b.md).
+the weights need it; the cost differs from the paper's (docs/zoo.md).
 
 Sizes: the code works where 32 divides the input; ``tools/evaluate.py`` resizes an input up to
 the next multiple of 32 (bilinear, ``align_corners=True``), and resizes the logits to the
@@ -40,41 +40,15 @@ from torch.nn import functional as F
 
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
-from rtseg.models.zoo._conv import ConvBNReLU
 from rtseg.models.zoo.backbone_weights import load_backbone_weights
-from rtseg.models.zoo.published import PublishedRecord
-from rtseg.models.zoo.training_only import fill_training_only
+from rtseg.models.zoo.bisenet_v1 import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD
+from rtseg.models.zoo.blocks import ConvBNReLU, conv_bn, resize
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.pooling import global_average
+from rtseg.models.zoo.release_keys import rename_prefixes
 
-# lib/data/cityscapes_cv2.py: RGB in 0..1, Cityscapes' own statistics.
-CITYSCAPES_MEAN = (0.3257, 0.3690, 0.3223)
-CITYSCAPES_STD = (0.2112, 0.2148, 0.2115)
 DIVISOR = 32  # tools/evaluate.py's get_round_size
-
-PUBLISHED = (
-    PublishedRecord(
-        model="bisenet_v2", source="Yu et al. 2021 (arXiv 2004.02147), Cityscapes comparison table",
-        val_miou=73.4, test_miou=72.6, fps=156.0, gpu="GTX 1080 Ti", resolution="512x1024",
-        runtime="TensorRT (precision not stated; CoinCheung/BiSeNet#62)", gflops=42.3,
-        flops_note="the paper's '21.15 GFLOPs' are multiply-adds: its detail branch alone is 23.4 GFLOPs "
-                   "counted as 2 x multiply-adds (docs/zoo_realtime_b.md)",
-        note="the authors' model: 1024x2048 images resized to 512x1024, predictions upsampled; "
-             "no weights released",
-    ),
-    PublishedRecord(
-        model="bisenet_v2", source="CoinCheung/BiSeNet README (the weights rtseg loads)",
-        val_miou=74.95, fps=103.0, gpu="Tesla T4", resolution="1024x2048", runtime="TensorRT fp32",
-        note="single-scale val; the README's 161 FPS are TensorRT fp16, 198 int8",
-    ),
-)
 RELEASE_RENAMES = {"aux5_4.": "aux5."}
-
-
-def _conv_bn(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-             relu: bool = False) -> list[nn.Module]:
-    """Conv (no bias) and BN (and ReLU), as plain ``nn.Sequential`` entries: the code's key layout."""
-    layers = [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(out_channels)]
-    return layers + [nn.ReLU(inplace=True)] if relu else layers
 
 
 def detail_branch() -> nn.Sequential:
@@ -108,7 +82,7 @@ class ContextEmbedding(nn.Module):
         self.conv_last = ConvBNReLU(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        context = self.conv_gap(self.bn(x.mean(dim=(2, 3), keepdim=True)))
+        context = self.conv_gap(self.bn(global_average(x)))
         return self.conv_last(context + x)
 
 
@@ -121,13 +95,13 @@ class GatherExpand(nn.Module):
         mid = in_channels * expansion
         self.conv1 = ConvBNReLU(in_channels, in_channels)
         if stride == 1:
-            self.dwconv = nn.Sequential(*_conv_bn(in_channels, mid, groups=in_channels, relu=True))
+            self.dwconv = nn.Sequential(*conv_bn(in_channels, mid, groups=in_channels, relu=True))
         else:
-            self.dwconv1 = nn.Sequential(*_conv_bn(in_channels, mid, stride=2, groups=in_channels))
-            self.dwconv2 = nn.Sequential(*_conv_bn(mid, mid, groups=mid, relu=True))
-            self.shortcut = nn.Sequential(*_conv_bn(in_channels, in_channels, stride=2, groups=in_channels),
-                                          *_conv_bn(in_channels, out_channels, 1))
-        self.conv2 = nn.Sequential(*_conv_bn(mid, out_channels, 1))
+            self.dwconv1 = nn.Sequential(*conv_bn(in_channels, mid, stride=2, groups=in_channels))
+            self.dwconv2 = nn.Sequential(*conv_bn(mid, mid, groups=mid, relu=True))
+            self.shortcut = nn.Sequential(*conv_bn(in_channels, in_channels, stride=2, groups=in_channels),
+                                          *conv_bn(in_channels, out_channels, 1))
+        self.conv2 = nn.Sequential(*conv_bn(mid, out_channels, 1))
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,11 +136,11 @@ class GuidedAggregation(nn.Module):
     def __init__(self, channels: int = 128):
         super().__init__()
         c = channels
-        self.left1 = nn.Sequential(*_conv_bn(c, c, groups=c), nn.Conv2d(c, c, 1, bias=False))
-        self.left2 = nn.Sequential(*_conv_bn(c, c, stride=2), nn.AvgPool2d(3, 2, 1))
-        self.right1 = nn.Sequential(*_conv_bn(c, c))
-        self.right2 = nn.Sequential(*_conv_bn(c, c, groups=c), nn.Conv2d(c, c, 1, bias=False))
-        self.conv = nn.Sequential(*_conv_bn(c, c, relu=True))
+        self.left1 = nn.Sequential(*conv_bn(c, c, groups=c), nn.Conv2d(c, c, 1, bias=False))
+        self.left2 = nn.Sequential(*conv_bn(c, c, stride=2), nn.AvgPool2d(3, 2, 1))
+        self.right1 = nn.Sequential(*conv_bn(c, c))
+        self.right2 = nn.Sequential(*conv_bn(c, c, groups=c), nn.Conv2d(c, c, 1, bias=False))
+        self.conv = nn.Sequential(*conv_bn(c, c, relu=True))
 
     def forward(self, detail: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         left = self.left1(detail) * torch.sigmoid(F.interpolate(self.right1(semantic), scale_factor=4.0))
@@ -201,10 +175,9 @@ def _round_up(size: int) -> int:
 class BiSeNetV2(SegmentationNetwork):
     """BiSeNet V2 for ``num_classes`` classes, CoinCheung's layout (see the module docstring)."""
 
-    training_only = ("aux2", "aux3", "aux4", "aux5")
-
     def __init__(self, num_classes: int = 19, pretrained: bool | str | Path | None = None):
-        super().__init__("bisenet_v2", num_classes, CITYSCAPES_MEAN, CITYSCAPES_STD)
+        # lib/data/cityscapes_cv2.py: RGB in 0..1, Cityscapes' own statistics (as for BiSeNet v1).
+        super().__init__("bisenet_v2", num_classes, COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD)
         self.detail = detail_branch()
         self.segment = SegmentBranch()
         self.bga = GuidedAggregation()
@@ -236,21 +209,16 @@ class BiSeNetV2(SegmentationNetwork):
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
         padded = (_round_up(size[0]), _round_up(size[1]))
-        resize = torch.compiler.is_exporting() or tuple(padded) != tuple(size)
-        if resize:
-            x = F.interpolate(x, size=padded, mode="bilinear", align_corners=True)
+        rounds = torch.compiler.is_exporting() or tuple(padded) != tuple(size)
+        if rounds:
+            x = resize(x, padded, align_corners=True)
         feat2, feat3, feat4, feat5, semantic = self.segment(x)
         outputs = {"out": self.head(self.bga(self.detail(x), semantic))}
         if self.training:
             outputs.update(aux2=self.aux2(feat2), aux3=self.aux3(feat3), aux4=self.aux4(feat4), aux5=self.aux5(feat5))
-        if resize:
-            outputs = {k: F.interpolate(v, size=size, mode="bilinear", align_corners=True) for k, v in outputs.items()}
+        if rounds:
+            outputs = {k: resize(v, size, align_corners=True) for k, v in outputs.items()}
         return outputs if self.training else outputs["out"]
 
     def convert_state_dict(self, state):
-        renamed = {}
-        for key, value in state.items():
-            for old, new in RELEASE_RENAMES.items():
-                key = new + key[len(old):] if key.startswith(old) else key
-            renamed[key] = value
-        return fill_training_only(self, renamed)
+        return fill_training_heads(self, {rename_prefixes(key, RELEASE_RENAMES): value for key, value in state.items()})

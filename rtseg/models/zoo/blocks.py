@@ -1,50 +1,65 @@
-"""Building blocks shared by today's real-time networks (STDC-Seg, BiSeNet, PP-LiteSeg, ...).
+"""The convolution units and attention blocks today's real-time networks are built of.
 
-* ``ConvBNReLU``: convolution (no bias unless asked), batch norm, optional ReLU; every zoo
-  network is made of it, and its keys (``conv.*``, ``bn.*``) are what the checkpoint
-  converters map onto.
+* ``ConvBNReLU``: convolution (no bias unless asked), batch norm, optional ReLU, with children
+  ``conv``, ``bn`` (and ``relu``), so its keys are ``conv.*`` and ``bn.*``; every official
+  layout that names the three layers (CoinCheung/BiSeNet, STDC-Seg, PaddleSeg after renaming
+  ``_conv``/``_batch_norm``, Tramac's Fast-SCNN after renaming its indices) converts onto it.
+* ``conv_bn`` and ``bn_relu_conv``: the same layers as plain lists, for the official layouts
+  that index them inside a larger ``nn.Sequential`` (``downsample.0``/``.1``, DDRNet's and
+  PIDNet's ``compression3.0``, the pre-activation ``scale1.1``..``.3`` of DAPPM, BiSeNet V2's
+  ``shortcut.0``..``.3``), where a ``ConvBNReLU`` would rename the keys.
 * ``AttentionRefinement`` (BiSeNet's ARM) and ``FeatureFusion`` (BiSeNet's FFM), shared by
   BiSeNet v1 and STDC-Seg, which took its context path from BiSeNet.
-* ``SegHead``: 3x3 ConvBNReLU then a 1x1 convolution to classes (BiSeNet's ``BiSeNetOutput``,
-  PP-LiteSeg's ``SegHead``).
-* ``adaptive_avg_pool2d``: adaptive average pooling written as two small matrix products, so
-  that a graph exported with a free height and width pools correctly at every size.
+* ``resize``: bilinear resizing with the ``align_corners`` setting stated at every call,
+  because the official codes differ on it (and it decides the outputs).
 
-Why our own ``adaptive_avg_pool2d``: ``torch.onnx.export(dynamo=True)`` turns
-``F.adaptive_avg_pool2d`` into gathers whose indices are those of the traced size; with a
-dynamic height/width the exported graph claims to accept any size but fails (or, worse, pools
-the wrong windows) at every other size. The pooling matrices here are built from the input's
-(symbolic) size with the same windows as PyTorch and PaddlePaddle, ``[floor(i*n/b),
-ceil((i+1)*n/b))``, so the result equals ``F.adaptive_avg_pool2d`` up to float32 rounding.
+Why not torchvision's ``Conv2dNormActivation``: its children are indices (``0``, ``1``,
+``2``), which is none of the official layouts, so every checkpoint would need renaming.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from rtseg.models.zoo.pooling import global_average
 
 
-class ConvBNReLU(nn.Module):
-    """``conv`` -> ``bn`` -> ReLU (``relu=False``: no activation). ``padding`` None keeps the
-    size at stride 1 (``dilation * (kernel_size // 2)``)."""
+class ConvBNReLU(nn.Sequential):
+    """``kernel`` x ``kernel`` convolution -> BN -> ReLU (``relu=False``: no activation);
+    ``padding`` None keeps the size at stride 1."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int | None = None, dilation: int = 1, groups: int = 1, bias: bool = False,
-                 relu: bool = True):
-        super().__init__()
-        if padding is None:
-            padding = dilation * (kernel_size // 2)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True) if relu else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(x)))
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
+                 groups: int = 1, bias: bool = False, relu: bool = True, padding: int | None = None):
+        padding = kernel // 2 if padding is None else padding
+        layers = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=bias),
+            bn=nn.BatchNorm2d(out_channels))
+        if relu:
+            layers["relu"] = nn.ReLU(inplace=True)
+        super().__init__(layers)
 
 
-def global_average(x: torch.Tensor) -> torch.Tensor:
-    """``[N, C, H, W]`` -> ``[N, C, 1, 1]`` mean; exports as one ReduceMean at any size."""
-    return x.mean(dim=(2, 3), keepdim=True)
+def conv_bn(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+            relu: bool = False) -> list[nn.Module]:
+    """Convolution (no bias, size kept at stride 1) and BN (and ReLU), as ``nn.Sequential`` entries."""
+    layers = [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(out_channels)]
+    return layers + [nn.ReLU(inplace=True)] if relu else layers
+
+
+def bn_relu_conv(in_channels: int, out_channels: int, kernel: int = 1, groups: int = 1) -> list[nn.Module]:
+    """Pre-activation BN -> ReLU -> convolution (no bias, size kept), as ``nn.Sequential`` entries."""
+    return [nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, groups=groups, bias=False)]
+
+
+def resize(x: torch.Tensor, size, *, align_corners: bool) -> torch.Tensor:
+    """Bilinear resizing of ``x`` to ``size`` (height, width)."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 class AttentionRefinement(nn.Module):
@@ -85,35 +100,3 @@ class FeatureFusion(nn.Module):
     def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         feat = self.project(torch.cat([spatial, context], dim=1))
         return feat + feat * torch.sigmoid(self.attention(global_average(feat)))
-
-
-class SegHead(nn.Module):
-    """3x3 ConvBNReLU to ``mid_channels``, then a 1x1 convolution to ``out_channels`` logits."""
-
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, bias: bool = False):
-        super().__init__()
-        self.conv = ConvBNReLU(in_channels, mid_channels, 3)
-        self.classifier = nn.Conv2d(mid_channels, out_channels, 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.conv(x))
-
-
-def _pooling_matrix(size, bins: int, like: torch.Tensor) -> torch.Tensor:
-    """``[bins, size]``: row i averages the window ``[floor(i*size/bins), ceil((i+1)*size/bins))``."""
-    index = torch.arange(bins, device=like.device)
-    start = (index * size) // bins
-    end = ((index + 1) * size + bins - 1) // bins
-    position = torch.arange(size, device=like.device)
-    inside = (position[None, :] >= start[:, None]) & (position[None, :] < end[:, None])
-    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
-
-
-def adaptive_avg_pool2d(x: torch.Tensor, bins: int | tuple[int, int]) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, bins)``, exact at any (also symbolic) input size; see the module docstring."""
-    bins_h, bins_w = (bins, bins) if isinstance(bins, int) else bins
-    if (bins_h, bins_w) == (1, 1):
-        return global_average(x)
-    rows = _pooling_matrix(x.shape[-2], bins_h, x)
-    cols = _pooling_matrix(x.shape[-1], bins_w, x)
-    return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))

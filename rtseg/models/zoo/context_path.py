@@ -21,7 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rtseg.models.zoo.blocks import AttentionRefinement, ConvBNReLU, global_average
+from rtseg.models.zoo.blocks import AttentionRefinement, ConvBNReLU
+from rtseg.models.zoo.pooling import global_average
+from rtseg.models.zoo.release_keys import compile_rules, rename_by_rules
 
 
 class ContextPath(nn.Module):
@@ -42,7 +44,7 @@ class ContextPath(nn.Module):
 
 
 # Official prefix -> ours; the first pattern that matches wins.
-_RENAMES = tuple((re.compile(pattern), replacement) for pattern, replacement in (
+_RENAMES = compile_rules((
     (r"cp\.arm(16|32)\.conv_atten\.", r"context.arm\1.attention.conv."),
     (r"cp\.arm(16|32)\.bn_atten\.", r"context.arm\1.attention.bn."),
     (r"cp\.arm(16|32)\.conv\.", r"context.arm\1.conv."),
@@ -67,7 +69,4 @@ def rename_bisenet_key(key: str) -> str:
     if head is not None:
         part = "classifier" if head.group(2) == "conv_out" else "conv"
         return f"{_HEADS[head.group(1)]}.{part}.{key[head.end():]}"
-    for pattern, replacement in _RENAMES:
-        if pattern.match(key):
-            return pattern.sub(replacement, key, count=1)
-    return key
+    return rename_by_rules(key, _RENAMES)

@@ -33,28 +33,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.zoo.backbone_weights import load_backbone_weights
-from rtseg.models.zoo.published import PublishedRecord
+from rtseg.models.zoo.blocks import conv_bn, resize
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.heads import PreActivationHead
 from rtseg.models.zoo.pyramid import DAPPM
-from rtseg.models.zoo.residual import (BasicBlock, Bottleneck, SegHead, init_weights, residual_stage, stem,
-                                       unwrap_training_checkpoint)
-from rtseg.models.zoo.training_only import fill_training_only
-
-PUBLISHED = (
-    PublishedRecord(
-        model="ddrnet_23_slim",
-        source="Hong et al. 2021 (arXiv 2101.06085), Cityscapes comparison table; val mIoU of the released "
-               "model from ydhongHIT/DDRNet README",
-        val_miou=77.8, test_miou=77.4, fps=101.6, gpu="RTX 2080 Ti", resolution="1024x2048",
-        runtime="PyTorch fp32 (no TensorRT)", params_m=5.7, gflops=72.6,
-        flops_note="the paper's '36.3 GFLOPs' at 1024x2048 are multiply-adds (we count 36.28 GMACs)",
-    ),
-)
+from rtseg.models.zoo.release_keys import unwrap_training_checkpoint
+from rtseg.models.zoo.residual import BasicBlock, Bottleneck, init_weights, residual_stage, stem
 
 # The official attribute names the ImageNet classifier shares with this network.
 BACKBONE = ("conv1", "layer1", "layer2", "layer3", "layer4", "layer5", "layer3_", "layer4_", "layer5_",
@@ -65,13 +54,11 @@ RELEASE_RENAMES = {"final_layer.": "head.", "seghead_extra.": "aux_head."}
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return resize(x, size, align_corners=False)  # everywhere, the logits included (see above)
 
 
 class DDRNet(SegmentationNetwork):
     """A dual-resolution network of BasicBlock stages [2, 2, 2, 2] (DDRNet-23) at width ``planes``."""
-
-    training_only = ("aux_head",)
 
     def __init__(self, name: str, num_classes: int, planes: int, spp_planes: int, head_planes: int,
                  pretrained: bool | str | Path | None = None):
@@ -87,16 +74,13 @@ class DDRNet(SegmentationNetwork):
         self.layer3_ = residual_stage(BasicBlock, planes * 2, high, 2)
         self.layer4_ = residual_stage(BasicBlock, high, high, 2)
         self.layer5_ = residual_stage(Bottleneck, high, high, 1)
-        self.compression3 = nn.Sequential(nn.Conv2d(planes * 4, high, 1, bias=False), nn.BatchNorm2d(high))
-        self.compression4 = nn.Sequential(nn.Conv2d(planes * 8, high, 1, bias=False), nn.BatchNorm2d(high))
-        self.down3 = nn.Sequential(nn.Conv2d(high, planes * 4, 3, 2, 1, bias=False), nn.BatchNorm2d(planes * 4))
-        self.down4 = nn.Sequential(nn.Conv2d(high, planes * 4, 3, 2, 1, bias=False), nn.BatchNorm2d(planes * 4),
-                                   nn.ReLU(inplace=True),
-                                   nn.Conv2d(planes * 4, planes * 8, 3, 2, 1, bias=False),
-                                   nn.BatchNorm2d(planes * 8))
+        self.compression3 = nn.Sequential(*conv_bn(planes * 4, high, 1))
+        self.compression4 = nn.Sequential(*conv_bn(planes * 8, high, 1))
+        self.down3 = nn.Sequential(*conv_bn(high, planes * 4, 3, 2))
+        self.down4 = nn.Sequential(*conv_bn(high, planes * 4, 3, 2, relu=True), *conv_bn(planes * 4, planes * 8, 3, 2))
         self.spp = DAPPM(planes * 16, spp_planes, planes * 4)
-        self.head = SegHead(planes * 4, head_planes, num_classes)
-        self.aux_head = SegHead(high, head_planes, num_classes)
+        self.head = PreActivationHead(planes * 4, head_planes, num_classes)
+        self.aux_head = PreActivationHead(high, head_planes, num_classes)
         init_weights(self)
         if pretrained:
             load_backbone_weights(self, pretrained, BACKBONE, IMAGENET_CLASSIFIER,
@@ -124,7 +108,7 @@ class DDRNet(SegmentationNetwork):
         return {"out": logits, "aux": _upsample(self.aux_head(aux_input), size)}
 
     def convert_state_dict(self, state):
-        return fill_training_only(self, unwrap_training_checkpoint(state, RELEASE_RENAMES))
+        return fill_training_heads(self, unwrap_training_checkpoint(state, RELEASE_RENAMES))
 
 
 @register_model("ddrnet_23_slim")

@@ -30,38 +30,23 @@ runs (``align_corners=True`` makes both use the same sampling grid).
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtseg.errors import RtsegError
 from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
-from rtseg.models.zoo._conv import ConvBNReLU
-from rtseg.models.zoo.published import PublishedRecord
+from rtseg.models.zoo.blocks import ConvBNReLU, resize
+from rtseg.models.zoo.eval_parameters import fill_training_heads
 from rtseg.models.zoo.pyramid import PyramidPooling
-from rtseg.models.zoo.training_only import fill_training_only
-
-PUBLISHED = (
-    PublishedRecord(
-        model="fast_scnn", source="Poudel et al. 2019 (arXiv 1902.04502), Tables 2-3 (Cityscapes test, speed)",
-        test_miou=68.0, fps=123.5, gpu="Titan Xp", resolution="1024x2048", runtime="TensorFlow (precision not stated)",
-        params_m=1.11,
-        note="the authors' own model; no code or weights were released",
-    ),
-    PublishedRecord(
-        model="fast_scnn", source="Tramac/Fast-SCNN-pytorch README (the weights rtseg loads)",
-        val_miou=54.84, note="trained with 768x768 crops; the README says the paper's setting differs",
-    ),
-)
+from rtseg.models.zoo.release_keys import compile_rules, rename_by_rules
 
 # Tramac's key -> ours, first match wins.
-_RENAMES = (
+_RENAMES = compile_rules((
     (r"^((?:learning_to_downsample|classifier)\.dsconv\d)\.conv\.0\.", r"\1.0.conv."),
     (r"^((?:learning_to_downsample|classifier)\.dsconv\d)\.conv\.1\.", r"\1.0.bn."),
     (r"^((?:learning_to_downsample|classifier)\.dsconv\d)\.conv\.3\.", r"\1.1.conv."),
@@ -75,15 +60,11 @@ _RENAMES = (
     (r"^auxlayer\.4\.", "aux_head.2."),
     (r"^(?!classifier\.conv\.)(.*)\.conv\.0\.", r"\1.conv."),  # the remaining Conv-BN-ReLU units
     (r"^(?!classifier\.conv\.)(.*)\.conv\.1\.", r"\1.bn."),
-)
+))
 
 
 def _tramac_to_ours(key: str) -> str:
-    for pattern, replacement in _RENAMES:
-        new, count = re.subn(pattern, replacement, key)
-        if count:
-            return new
-    return key
+    return rename_by_rules(key, _RENAMES)
 
 
 def separable(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -130,7 +111,7 @@ class FeatureFusion(nn.Module):
         self.conv_higher_res = ConvBNReLU(high_channels, out_channels, 1, bias=True, relu=False)
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        low = F.interpolate(low, size=high.shape[-2:], mode="bilinear", align_corners=True)
+        low = resize(low, high.shape[-2:], align_corners=True)
         return torch.relu(self.conv_higher_res(high) + self.conv_lower_res(self.dwconv(low)))
 
 
@@ -149,8 +130,6 @@ class Classifier(nn.Module):
 class FastSCNN(SegmentationNetwork):
     """Fast-SCNN for ``num_classes`` classes (trained from scratch in the paper and in Tramac's code)."""
 
-    training_only = ("aux_head",)
-
     def __init__(self, num_classes: int = 19, pretrained: bool | str | Path | None = None):
         # eval.py: torchvision ToTensor (RGB, 0..1) and ImageNet statistics.
         super().__init__("fast_scnn", num_classes, IMAGENET_MEAN, IMAGENET_STD)
@@ -167,11 +146,10 @@ class FastSCNN(SegmentationNetwork):
         size = x.shape[-2:]
         high = self.learning_to_downsample(x)
         logits = self.classifier(self.feature_fusion(high, self.global_feature_extractor(high)))
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+        logits = resize(logits, size, align_corners=True)  # in the model, as Tramac's code does
         if not self.training:
             return logits
-        aux = F.interpolate(self.aux_head(high), size=size, mode="bilinear", align_corners=True)
-        return {"out": logits, "aux": aux}
+        return {"out": logits, "aux": resize(self.aux_head(high), size, align_corners=True)}
 
     def convert_state_dict(self, state):
-        return fill_training_only(self, {_tramac_to_ours(key): value for key, value in state.items()})
+        return fill_training_heads(self, {_tramac_to_ours(key): value for key, value in state.items()})

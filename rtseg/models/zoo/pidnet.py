@@ -41,34 +41,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
 from rtseg.models.zoo.backbone_weights import load_backbone_weights
-from rtseg.models.zoo.published import PublishedRecord
+from rtseg.models.zoo.blocks import bn_relu_conv, conv_bn, resize
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.heads import PreActivationHead
 from rtseg.models.zoo.pyramid import DAPPM, PAPPM
-from rtseg.models.zoo.residual import (BasicBlock, Bottleneck, SegHead, init_weights, residual_stage, stem,
-                                       unwrap_training_checkpoint)
-from rtseg.models.zoo.training_only import fill_training_only
-
-_SOURCE = ("Xu et al. 2023 (arXiv 2206.02066), Cityscapes comparison table (parameters, GFLOPs); "
-           "mIoU and FPS of the released models from the XuJiacong/PIDNet README")
-_RUNTIME = "PyTorch fp32, BN folded, no TensorRT (README: no third-party acceleration)"
-_FLOPS_NOTE = "the paper's 'GFLOPs' are multiply-adds (docs/zoo_realtime_b.md)"
-_M_NOTE = ("the paper's PIDNet-M parameters and GFLOPs are those of four BasicBlocks in I stages 3-4; "
-           "the released code (and weights) have three: 28.5M, 177.3 GMACs")
-PUBLISHED = tuple(
-    PublishedRecord(model=name, source=_SOURCE, val_miou=val, test_miou=test, fps=fps, gpu="RTX 3090",
-                    resolution="1024x2048", runtime=_RUNTIME, params_m=params, gflops=round(2 * gmacs, 1),
-                    flops_note=_FLOPS_NOTE, note=note)
-    for name, val, test, fps, params, gmacs, note in (
-        ("pidnet_s", 78.8, 78.6, 93.2, 7.6, 47.6, None),
-        ("pidnet_m", 79.9, 79.8, 42.2, 34.4, 197.4, _M_NOTE),
-        ("pidnet_l", 80.9, 80.6, 31.1, 36.9, 275.8, None),
-    )
-)
+from rtseg.models.zoo.release_keys import unwrap_training_checkpoint
+from rtseg.models.zoo.residual import BasicBlock, Bottleneck, init_weights, residual_stage, stem
 
 I_BRANCH = ("conv1", "layer1", "layer2", "layer3", "layer4", "layer5")
 P_BRANCH = ("layer3_", "layer4_", "layer5_", "compression3", "compression4", "pag3", "pag4")
@@ -77,13 +60,16 @@ IMAGENET_CLASSIFIER = ("down5", "last_layer", "linear")
 RELEASE_RENAMES = {"final_layer.": "head.", "seghead_p.": "aux_head.", "seghead_d.": "boundary_head."}
 
 
-def _upsample(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+def _upsample(x: torch.Tensor, size) -> torch.Tensor:
+    return resize(x, size, align_corners=False)  # inside the network (``algc = False``)
+
+
+def _to_input(logits: torch.Tensor, size) -> torch.Tensor:
+    return resize(logits, size, align_corners=True)  # the evaluation's MODEL.ALIGN_CORNERS
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*conv_bn(in_channels, out_channels, kernel))
 
 
 class PagFM(nn.Module):
@@ -120,8 +106,7 @@ class Bag(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.conv = nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-                                  nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False))
+        self.conv = nn.Sequential(*bn_relu_conv(in_channels, out_channels, 3))
 
     def forward(self, p: torch.Tensor, i: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         attention = torch.sigmoid(d)
@@ -130,8 +115,6 @@ class Bag(nn.Module):
 
 class PIDNet(SegmentationNetwork):
     """PIDNet with ``m`` blocks in the early and P/D stages, ``n`` in the I stages 3-4, width ``planes``."""
-
-    training_only = ("aux_head", "boundary_head")
 
     def __init__(self, name: str, num_classes: int, m: int, n: int, planes: int, ppm_planes: int,
                  head_planes: int, pretrained: bool | str | Path | None = None):
@@ -162,9 +145,9 @@ class PIDNet(SegmentationNetwork):
         self.spp = (PAPPM if m == 2 else DAPPM)(planes * 16, ppm_planes, planes * 4)
         self.dfm = (LightBag if m == 2 else Bag)(planes * 4, planes * 4)
 
-        self.head = SegHead(planes * 4, head_planes, num_classes)
-        self.aux_head = SegHead(planes * 2, head_planes, num_classes)
-        self.boundary_head = SegHead(planes * 2, planes, 1)
+        self.head = PreActivationHead(planes * 4, head_planes, num_classes)
+        self.aux_head = PreActivationHead(planes * 2, head_planes, num_classes)
+        self.boundary_head = PreActivationHead(planes * 2, planes, 1)
         init_weights(self)
         if pretrained:
             load_backbone_weights(self, pretrained, I_BRANCH, IMAGENET_CLASSIFIER,
@@ -194,15 +177,14 @@ class PIDNet(SegmentationNetwork):
         p = self.layer5_(torch.relu(p))
         d = self.layer5_d(d)
         x = _upsample(self.spp(self.layer5(x)), branch_size)
-        logits = _upsample(self.head(self.dfm(p, x, d)), size, align_corners=True)
+        logits = _to_input(self.head(self.dfm(p, x, d)), size)
         if not self.training:
             return logits
-        return {"out": logits,
-                "aux": _upsample(self.aux_head(aux_input), size, align_corners=True),
-                "boundary": _upsample(self.boundary_head(boundary_input), size, align_corners=True)}
+        return {"out": logits, "aux": _to_input(self.aux_head(aux_input), size),
+                "boundary": _to_input(self.boundary_head(boundary_input), size)}
 
     def convert_state_dict(self, state):
-        return fill_training_only(self, unwrap_training_checkpoint(state, RELEASE_RENAMES))
+        return fill_training_heads(self, unwrap_training_checkpoint(state, RELEASE_RENAMES))
 
 
 @register_model("pidnet_s")

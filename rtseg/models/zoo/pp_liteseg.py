@@ -8,10 +8,10 @@ pp_liteseg_stdc{1,2}_cityscapes_1024x512_scale*_160k.yml``:
 
 * trunk: STDC1 (T) or STDC2 (B), with PaddlePaddle's average pooling, which leaves the zero
   padding out of the average (``nn.AvgPool2D(exclusive=True)``; see ``rtseg.models.zoo.stdc``);
-* SPPM on the /32 map: adaptive average pools to 1x1, 2x2 and 4x4, each a 1x1 ConvBNReLU
-  (128, with a bias: PaddleSeg's ``ConvBNReLU`` keeps the convolution's bias unless told
-  otherwise), bilinearly up-sampled back (``align_corners=False``) and summed, then a 3x3
-  ConvBNReLU (128, biased too);
+* SPPM on the /32 map (``rtseg.models.zoo.pyramid.SimplePyramidPooling``): adaptive average
+  pools to 1x1, 2x2 and 4x4, each a 1x1 ConvBNReLU (128, with a bias: PaddleSeg's
+  ``ConvBNReLU`` keeps the convolution's bias unless told otherwise), bilinearly up-sampled
+  back (``align_corners=False``) and summed, then a 3x3 ConvBNReLU (128, biased too);
 * FLD: three UAFMs with spatial attention, from /32 to /8: the low-level map through a 3x3
   ConvBNReLU to the high-level map's channels, the high-level map bilinearly up-sampled to it,
   an attention map ``a = sigmoid(ConvBN(ConvBNReLU([mean_c(x), max_c(x), mean_c(y),
@@ -28,69 +28,35 @@ size, each trained with OHEM cross entropy (coefficients 1, 1, 1).
 
 Weights: PaddleSeg's ``model.pdparams`` (a ``paddle.save``'d dict of numpy arrays, read by
 ``rtseg.models.pdparams`` without PaddlePaddle), and the ImageNet trunks ``PP_STDCNet1/2``
-(``pretrained=``, the ``model.pdparams`` inside the ``.tar.gz``).
+(``pretrained=``, the ``model.pdparams`` inside the ``.tar.gz``). A file without the /16 and /32
+heads loads with them at their initialisation, as for every zoo network.
 Input normalisation: PaddleSeg's default ``Normalize``, mean 0.5 and std 0.5 on RGB in 0..1.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rtseg.normalisation import INCEPTION_MEAN, INCEPTION_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
-from rtseg.models.zoo.blocks import ConvBNReLU, SegHead, adaptive_avg_pool2d
-from rtseg.models.zoo.published import PublishedRecord
-from rtseg.models.zoo.stdc import STDCNet, convert_stdc_key, fill_batch_counts, paddle_bn_name
+from rtseg.models.zoo.blocks import ConvBNReLU, resize
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.heads import SegHead
+from rtseg.models.zoo.pyramid import SimplePyramidPooling
+from rtseg.models.zoo.release_keys import compile_rules, fill_batch_counts, paddle_bn_name, rename_by_rules
+from rtseg.models.zoo.stdc import STDCNet, convert_stdc_key
 
 # (trunk, UAFM output channels /8 /16 /32, head channels /8 /16 /32)
 VARIANTS = {
     "pp_liteseg_t": ("stdc1", (32, 64, 128), (32, 64, 64)),
     "pp_liteseg_b": ("stdc2", (64, 96, 128), (64, 64, 64)),
 }
-SPPM_BINS = (1, 2, 4)
 SPPM_CHANNELS = 128
-
-# The paper's Cityscapes comparison table (GTX 1080Ti; its FPS come from PaddleSeg's
-# deploy/python/infer_onnx_trt.py, an ONNX export run by TensorRT 7 without fp16), val from the
-# same table; PaddleSeg's configs/pp_liteseg/README.md repeats it.
-_SOURCE = "Peng et al. 2022 (arXiv 2204.02681), Cityscapes comparison table; PaddleSeg configs/pp_liteseg/README.md"
-_RUNTIME = "TensorRT 7 fp32 (ONNX export, deploy/python/infer_onnx_trt.py)"
-PUBLISHED = (
-    PublishedRecord("pp_liteseg_t", _SOURCE, val_miou=73.1, test_miou=72.0, fps=273.6, gpu="GTX 1080Ti",
-                    resolution="512x1024", runtime=_RUNTIME, note="PP-LiteSeg-T1: the images at scale 0.5"),
-    PublishedRecord("pp_liteseg_t", _SOURCE, val_miou=76.0, test_miou=74.9, fps=143.6, gpu="GTX 1080Ti",
-                    resolution="768x1536", runtime=_RUNTIME, note="PP-LiteSeg-T2: scale 0.75"),
-    PublishedRecord("pp_liteseg_b", _SOURCE, val_miou=75.3, test_miou=73.9, fps=195.3, gpu="GTX 1080Ti",
-                    resolution="512x1024", runtime=_RUNTIME, note="PP-LiteSeg-B1: scale 0.5"),
-    PublishedRecord("pp_liteseg_b", _SOURCE, val_miou=78.2, test_miou=77.5, fps=102.6, gpu="GTX 1080Ti",
-                    resolution="768x1536", runtime=_RUNTIME, note="PP-LiteSeg-B2: scale 0.75"),
-)
-
-
-class SimplePyramidPooling(nn.Module):
-    """PP-LiteSeg's SPPM (PaddleSeg's ``PPContextModule``)."""
-
-    def __init__(self, in_channels: int, channels: int = SPPM_CHANNELS, bins=SPPM_BINS):
-        super().__init__()
-        self.bins = tuple(bins)
-        self.stages = nn.ModuleList(ConvBNReLU(in_channels, channels, 1, bias=True) for _ in self.bins)
-        self.project = ConvBNReLU(channels, channels, 3, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        out = None
-        for bins, stage in zip(self.bins, self.stages):
-            y = F.interpolate(stage(adaptive_avg_pool2d(x, bins)), size, mode="bilinear", align_corners=False)
-            out = y if out is None else out + y
-        return self.project(out)
-
 
 class UnifiedAttentionFusion(nn.Module):
     """UAFM with spatial attention (PaddleSeg's ``UAFM_SpAtten``): fuses a low-level map ``x``
@@ -105,7 +71,7 @@ class UnifiedAttentionFusion(nn.Module):
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         x = self.project(low)
-        y = F.interpolate(high, x.shape[-2:], mode="bilinear", align_corners=False)
+        y = resize(high, x.shape[-2:], align_corners=False)
         statistics = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True),
                                 y.mean(1, keepdim=True), y.amax(1, keepdim=True)], dim=1)
         a = torch.sigmoid(self.attention(statistics))
@@ -118,7 +84,7 @@ class PPLiteSeg(SegmentationNetwork):
         variant, fused, heads = VARIANTS[name]
         self.backbone = STDCNet(variant, pool_includes_padding=False)
         c8, c16, c32 = self.backbone.channels[2:]
-        self.sppm = SimplePyramidPooling(c32)
+        self.sppm = SimplePyramidPooling(c32, SPPM_CHANNELS)
         # /8, /16, /32; each fuses its trunk map with the output of the one after it.
         highs = (fused[1], fused[2], SPPM_CHANNELS)
         self.fusions = nn.ModuleList(UnifiedAttentionFusion(low, high, out)
@@ -147,10 +113,10 @@ class PPLiteSeg(SegmentationNetwork):
                 converted[f"backbone.{ours}" if ours else key] = value
             else:
                 converted[_rename_paddle_key(key)] = value
-        return fill_batch_counts(self, converted)
+        return fill_batch_counts(self, fill_training_heads(self, converted))
 
 
-_RENAMES = tuple((re.compile(pattern), replacement) for pattern, replacement in (
+_RENAMES = compile_rules((
     (r"ppseg_head\.cm\.stages\.(\d+)\.1\.", r"sppm.stages.\1."),  # stage = (pool, ConvBNReLU)
     (r"ppseg_head\.cm\.conv_out\.", "sppm.project."),
     (r"ppseg_head\.arm_list\.(\d+)\.conv_x\.", r"fusions.\1.project."),
@@ -163,16 +129,13 @@ _RENAMES = tuple((re.compile(pattern), replacement) for pattern, replacement in 
 
 
 def _rename_paddle_key(key: str) -> str:
-    for pattern, replacement in _RENAMES:
-        if pattern.match(key):
-            key = pattern.sub(replacement, key, count=1)
-            break
+    key = rename_by_rules(key, _RENAMES)
     # PaddleSeg's ConvBNReLU/ConvBN name their layers _conv and _batch_norm.
     return paddle_bn_name(key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn."))
 
 
 def _to_input(logits: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(logits, size, mode="bilinear", align_corners=False)
+    return resize(logits, size, align_corners=False)  # core/infer.py's resizing back to the image
 
 
 @register_model("pp_liteseg_t")

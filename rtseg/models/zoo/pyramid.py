@@ -1,4 +1,4 @@
-"""Pyramid pooling modules: DDRNet's DAPPM, PIDNet's PAPPM, Fast-SCNN's PPM.
+"""The pyramid pooling modules: DDRNet's DAPPM, PIDNet's PAPPM, Fast-SCNN's PPM, PP-LiteSeg's SPPM.
 
 - ``DAPPM`` (Hong et al. 2021, arXiv 2101.06085, Fig. 4; ydhongHIT/DDRNet
   ``segmentation/DDRNet_23_slim.py``, also PIDNet-L's): average pools of kernel 5/9/17 and
@@ -12,57 +12,23 @@
 - ``PyramidPooling`` (Zhao et al. 2017's PSP module as Fast-SCNN uses it, Tramac/Fast-SCNN-pytorch
   ``models/fast_scnn.py``): adaptive average pools to 1, 2, 3 and 6 bins, each Conv-BN-ReLU to a
   quarter of the channels and upsampled (``align_corners=True``), concatenated with the input.
+- ``SimplePyramidPooling`` (Peng et al. 2022, arXiv 2204.02681, the SPPM; PaddleSeg
+  ``paddleseg/models/pp_liteseg.py`` ``PPContextModule``): adaptive average pools to 1, 2 and 4
+  bins, each a 1x1 ConvBNReLU with a bias (PaddleSeg's ``ConvBNReLU`` keeps the convolution's
+  bias unless told otherwise), upsampled (``align_corners=False``) and summed, then a 3x3
+  ConvBNReLU, biased too.
 
-Export: DAPPM and PAPPM use fixed-kernel pools and a global mean, which ONNX expresses at any
-input size. Adaptive pooling to 2, 3 or 6 bins has no ONNX operator: exporters only accept it
-when the map divides evenly (other toolboxes' exports break there). ``adaptive_avg_pool2d``
-computes it exactly while exporting as two small averaging matrices built from the map's size
-(``rows @ x @ cols^T``, each row averaging PyTorch's bin ``[floor(i*n/b), ceil((i+1)*n/b))``), so
-the graph works at any size, dynamic sizes included; eager and compiled runs use PyTorch's kernel.
+Export at any size: the fixed-kernel pools of DAPPM and PAPPM are ONNX ``AveragePool`` at any
+size; every adaptive and global pool goes through ``rtseg.models.zoo.pooling`` (see there).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from rtseg.models.zoo._conv import ConvBNReLU
-
-
-def _bin_matrix(size, bins: int, like: torch.Tensor) -> torch.Tensor:
-    """``[bins, size]``: row i averages the input positions PyTorch's adaptive pool puts in bin i."""
-    index = torch.arange(bins, device=like.device)
-    start = torch.div(index * size, bins, rounding_mode="floor")
-    end = torch.div((index + 1) * size + bins - 1, bins, rounding_mode="floor")
-    position = torch.arange(size, device=like.device)
-    inside = (position >= start[:, None]) & (position < end[:, None])
-    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
-
-
-def adaptive_avg_pool2d(x: torch.Tensor, bins: int) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, bins)``, written as matrix products while exporting (see above)."""
-    if not torch.compiler.is_exporting():
-        return F.adaptive_avg_pool2d(x, bins)
-    rows = _bin_matrix(x.shape[-2], bins, x)
-    cols = _bin_matrix(x.shape[-1], bins, x)
-    return rows @ x @ cols.transpose(0, 1)
-
-
-class GlobalAvgPool(nn.Module):
-    """The mean over height and width, kept as a 1x1 map (ONNX ReduceMean at any size)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3), keepdim=True)
-
-
-def _bn_relu_conv(in_channels: int, out_channels: int, kernel: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, groups=groups, bias=False)]
-
-
-def _upsample(x: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+from rtseg.models.zoo.blocks import ConvBNReLU, bn_relu_conv, resize
+from rtseg.models.zoo.pooling import GlobalAverage, adaptive_avg_pool2d
 
 
 class _PooledScales(nn.Module):
@@ -72,25 +38,25 @@ class _PooledScales(nn.Module):
 
     def __init__(self, in_channels: int, branch_channels: int, out_channels: int):
         super().__init__()
-        self.scale0 = nn.Sequential(*_bn_relu_conv(in_channels, branch_channels))
+        self.scale0 = nn.Sequential(*bn_relu_conv(in_channels, branch_channels))
         for index, (kernel, stride) in enumerate(((5, 2), (9, 4), (17, 8)), start=1):
             pool = nn.AvgPool2d(kernel, stride, kernel // 2)
-            setattr(self, f"scale{index}", nn.Sequential(pool, *_bn_relu_conv(in_channels, branch_channels)))
-        self.scale4 = nn.Sequential(GlobalAvgPool(), *_bn_relu_conv(in_channels, branch_channels))
-        self.compression = nn.Sequential(*_bn_relu_conv(branch_channels * 5, out_channels))
-        self.shortcut = nn.Sequential(*_bn_relu_conv(in_channels, out_channels))
+            setattr(self, f"scale{index}", nn.Sequential(pool, *bn_relu_conv(in_channels, branch_channels)))
+        self.scale4 = nn.Sequential(GlobalAverage(), *bn_relu_conv(in_channels, branch_channels))
+        self.compression = nn.Sequential(*bn_relu_conv(branch_channels * 5, out_channels))
+        self.shortcut = nn.Sequential(*bn_relu_conv(in_channels, out_channels))
 
     def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Scales 1-4, upsampled to ``x``'s size."""
         size = x.shape[-2:]
-        return [_upsample(getattr(self, f"scale{i}")(x), size) for i in range(1, 5)]
+        return [resize(getattr(self, f"scale{i}")(x), size, align_corners=False) for i in range(1, 5)]
 
 
 class DAPPM(_PooledScales):
     def __init__(self, in_channels: int, branch_channels: int, out_channels: int):
         super().__init__(in_channels, branch_channels, out_channels)
         for index in range(1, 5):
-            setattr(self, f"process{index}", nn.Sequential(*_bn_relu_conv(branch_channels, branch_channels, 3)))
+            setattr(self, f"process{index}", nn.Sequential(*bn_relu_conv(branch_channels, branch_channels, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scales = [self.scale0(x)]
@@ -102,7 +68,7 @@ class DAPPM(_PooledScales):
 class PAPPM(_PooledScales):
     def __init__(self, in_channels: int, branch_channels: int, out_channels: int):
         super().__init__(in_channels, branch_channels, out_channels)
-        self.scale_process = nn.Sequential(*_bn_relu_conv(branch_channels * 4, branch_channels * 4, 3, groups=4))
+        self.scale_process = nn.Sequential(*bn_relu_conv(branch_channels * 4, branch_channels * 4, 3, groups=4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = self.scale0(x)
@@ -126,5 +92,24 @@ class PyramidPooling(nn.Module):
         features = [x]
         for index, bins in enumerate(self.BINS, start=1):
             pooled = getattr(self, f"conv{index}")(adaptive_avg_pool2d(x, bins))
-            features.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=True))
+            features.append(resize(pooled, size, align_corners=True))
         return self.out(torch.cat(features, 1))
+
+
+class SimplePyramidPooling(nn.Module):
+    """PP-LiteSeg's SPPM (PaddleSeg's ``PPContextModule``): 1/2/4-bin pools, summed, 3x3 ConvBNReLU."""
+
+    BINS = (1, 2, 4)
+
+    def __init__(self, in_channels: int, channels: int = 128):
+        super().__init__()
+        self.stages = nn.ModuleList(ConvBNReLU(in_channels, channels, 1, bias=True) for _ in self.BINS)
+        self.project = ConvBNReLU(channels, channels, 3, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        out = None
+        for bins, stage in zip(self.BINS, self.stages):
+            y = resize(stage(adaptive_avg_pool2d(x, bins)), size, align_corners=False)
+            out = y if out is None else out + y
+        return self.project(out)

@@ -1,4 +1,4 @@
-"""The residual blocks and the segmentation head shared by DDRNet and PIDNet.
+"""The residual blocks, stages, stem and initialisation shared by DDRNet and PIDNet.
 
 Both networks build on the same HRNet-derived code (ydhongHIT/DDRNet
 ``segmentation/DDRNet_23_slim.py``, XuJiacong/PIDNet ``models/model_utils.py``), whose blocks
@@ -7,20 +7,21 @@ differ from torchvision's ResNet blocks in ways that matter for their released w
 - the bottleneck expands by 2, not 4;
 - a block may end without its ReLU (``relu=False``): the last block of every stage does, so the
   branches are fused before the activation, and a bottleneck does by default, so a stage of
-  bottlenecks never applies one at a block output (``residual_stage`` reproduces the rule);
-- the head is pre-activation: BN -> ReLU -> 3x3 conv -> BN -> ReLU -> 1x1 conv with bias.
+  bottlenecks never applies one at a block output (``residual_stage`` reproduces the rule).
 
-torchvision's ``BasicBlock``/``Bottleneck`` cannot express the first two, hence our own. The
-state-dict keys (``conv1``, ``bn1``, ..., ``downsample.0``/``.1``) are the official ones, so the
-authors' checkpoints load without renaming inside blocks.
+torchvision's ``BasicBlock``/``Bottleneck`` cannot express either, hence our own. The state-dict
+keys (``conv1``, ``bn1``, ..., ``downsample.0``/``.1``) are the official ones, so the authors'
+checkpoints load without renaming inside blocks. Both networks' head is
+``rtseg.models.zoo.heads.PreActivationHead``; their release files unwrap with
+``rtseg.models.zoo.release_keys.unwrap_training_checkpoint``.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import torch
 from torch import nn
+
+from rtseg.models.zoo.blocks import conv_bn
 
 
 def stem(planes: int) -> nn.Sequential:
@@ -39,31 +40,10 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def unwrap_training_checkpoint(state: Mapping[str, torch.Tensor], renames: Mapping[str, str]) -> dict[str, torch.Tensor]:
-    """An HRNet-style release -> the network's keys.
-
-    HRNet-Semantic-Segmentation's training wraps the network in ``FullModel(model, loss)`` and
-    saves that, so each network key is prefixed ``model.`` and the loss's buffers come along
-    (the class weights of its cross entropy: ``loss.criterion.weight`` in DDRNet's release,
-    ``sem_loss.criterion.weight`` in PIDNet's). Those are dropped; ``renames`` maps official
-    module prefixes (``final_layer.``) onto ours (``head.``).
-    """
-    if any(key.startswith("model.") for key in state):
-        state = {key[len("model."):]: value for key, value in state.items() if key.startswith("model.")}
-    converted = {}
-    for key, value in state.items():
-        for old, new in renames.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        converted[key] = value
-    return converted
-
-
 def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
     if stride == 1 and in_channels == out_channels:
         return None
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
 
 
 class BasicBlock(nn.Module):
@@ -126,18 +106,3 @@ def residual_stage(block: type[BasicBlock] | type[Bottleneck], in_channels: int,
         layers.append(block(in_channels, planes, stride if index == 0 else 1, relu=relu))
         in_channels = planes * block.expansion
     return nn.Sequential(*layers)
-
-
-class SegHead(nn.Module):
-    """BN -> ReLU -> 3x3 conv -> BN -> ReLU -> 1x1 conv (with bias) to ``out_channels``, at the input's size."""
-
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(mid_channels)
-        self.conv2 = nn.Conv2d(mid_channels, out_channels, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(torch.relu(self.bn1(x)))
-        return self.conv2(torch.relu(self.bn2(x)))

@@ -15,7 +15,7 @@ PyTorch's ``nn.AvgPool2d`` counts the zero padding in its average, PaddlePaddle'
 weights are loaded (True for STDC-Seg's PyTorch release, False for PaddleSeg's PP-LiteSeg).
 
 Weights: ``convert_stdc_key`` maps both official layouts (``features.<i>.conv_list.<j>...``,
-``avd_layer``; PaddlePaddle's ``_mean``/``_variance``) onto ours; ``load_imagenet`` loads the
+``avd_layer``; PaddlePaddle's ``_mean``/``_variance``) onto ours; ``load_pretrained`` loads the
 authors' ImageNet files (``STDCNet813M_73.91.tar``, ``STDCNet1446_76.47.tar``: a dict with the
 weights under ``"state_dict"``; PaddleSeg's ``PP_STDCNet1/2`` ``model.pdparams`` too).
 
@@ -35,8 +35,10 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.models.weights import fit_state_dict, read_state_dict
-from rtseg.models.zoo.blocks import ConvBNReLU, global_average
+from rtseg.models.zoo.backbone_weights import load_backbone_weights
+from rtseg.models.zoo.blocks import ConvBNReLU
+from rtseg.models.zoo.pooling import global_average
+from rtseg.models.zoo.release_keys import fill_batch_counts, paddle_bn_name
 
 STDC_LAYERS = {"stdc1": (2, 2, 2), "stdc2": (4, 5, 3)}
 STDC_CHANNELS = (32, 64, 256, 512, 1024)
@@ -99,24 +101,15 @@ class STDCNet(nn.Module):
         return features
 
     def load_pretrained(self, pretrained: bool | str | Path | None, files: str) -> None:
-        """``pretrained``: a path to the ImageNet trunk ``files`` (their release has no download URL)."""
-        if pretrained is True:
-            raise RtsegError(f"the ImageNet {self.variant.upper()} trunk ({files}) is not downloadable "
-                             "automatically; pass pretrained='path/to/the/file'")
+        """``pretrained``: a path to the authors' ImageNet trunk ``files`` (their classifier is left
+        out); their release has no download URL."""
         if pretrained:
-            self.load_imagenet(pretrained)
+            load_backbone_weights(self, pretrained, ("stages",), IMAGENET_CLASSIFIER,
+                                  f"the {self.variant.upper()} trunk: {files}", convert=self.convert_imagenet)
 
-    def load_imagenet(self, path: str | Path) -> None:
-        """Load the authors' ImageNet checkpoint (its classifier layers are left out)."""
-        state = read_state_dict(path)
-        converted = {}
-        for key, value in state.items():
-            ours = convert_stdc_key(key, self.layers)
-            if ours is not None:
-                converted[ours] = value
-            elif not is_stdc_classifier_key(key):
-                converted[key] = value  # unknown: fit_state_dict names it
-        fit_state_dict(self, fill_batch_counts(self, converted), str(path))
+    def convert_imagenet(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        converted = {convert_stdc_key(key, self.layers) or key: value for key, value in state.items()}
+        return fill_batch_counts(self, converted)  # unknown keys stay as they are: loading names them
 
 
 class STDCClassifier(nn.Module):
@@ -145,18 +138,10 @@ def _init_like_the_authors(module: nn.Module) -> None:
 
 # --- The official key layouts -------------------------------------------------------------
 
-# PaddlePaddle names a batch norm's running statistics differently.
-_PADDLE_BN = {"_mean": "running_mean", "_variance": "running_var"}
 _FEATURE_KEY = re.compile(r"features\.(\d+)\.(.+)")
 # The ImageNet head of the authors' STDCNet813/1446 and the x2..x32 aliases of ``features``
 # (nn.Sequential views of the same modules, saved twice in the official state dicts).
-_CLASSIFIER_KEY = re.compile(r"(conv_last|fc|bn|linear|x2|x4|x8|x16|x32)\.")
-
-
-def paddle_bn_name(key: str) -> str:
-    """``..._batch_norm._mean`` style PaddlePaddle statistics -> PyTorch's ``running_*`` names."""
-    head, _, last = key.rpartition(".")
-    return f"{head}.{_PADDLE_BN[last]}" if last in _PADDLE_BN else key
+IMAGENET_CLASSIFIER = ("conv_last", "fc", "bn", "linear", "x2", "x4", "x8", "x16", "x32")
 
 
 def convert_stdc_key(key: str, layers: tuple[int, ...]) -> str | None:
@@ -181,16 +166,4 @@ def convert_stdc_key(key: str, layers: tuple[int, ...]) -> str | None:
 
 
 def is_stdc_classifier_key(key: str) -> bool:
-    return _CLASSIFIER_KEY.match(key) is not None
-
-
-def fill_batch_counts(module: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add the ``num_batches_tracked`` counters that PaddlePaddle and InPlace-ABN files lack.
-
-    The counter only matters for BN with ``momentum=None``, which no zoo network uses.
-    """
-    state = dict(state)
-    for key, value in module.state_dict().items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    return state
+    return key.split(".", 1)[0] in IMAGENET_CLASSIFIER

@@ -30,7 +30,9 @@ Released weights (README: ``model_maxmIOU50.pth``/``75.pth``, a plain state dict
 * the file also holds the trunk's ImageNet head (``conv_last``, ``fc``, ``bn``, ``linear``),
   the ``x2``..``x32`` aliases of ``features``, and the detail heads ``conv_out_sp2/4/16``
   that the released recipe never trains: all are left out (our model has none of them, so
-  every parameter it has is trained).
+  every parameter it has is trained);
+* a file without the training-only heads (``aux``, ``aux2``, ``detail``) loads with them at
+  their initialisation, as for every zoo network.
 
 Input normalisation: ImageNet mean/std on RGB in 0..1 (``cityscapes.py``).
 """
@@ -42,39 +44,20 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-from torch.nn import functional as F
 
 from rtseg.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.models.registry import register_model
 from rtseg.models.segmentation import SegmentationNetwork
-from rtseg.models.zoo.blocks import FeatureFusion, SegHead
+from rtseg.models.zoo.blocks import FeatureFusion, resize
 from rtseg.models.zoo.context_path import ContextPath, rename_bisenet_key
-from rtseg.models.zoo.published import PublishedRecord
-from rtseg.models.zoo.stdc import STDCNet, convert_stdc_key, fill_batch_counts, is_stdc_classifier_key
+from rtseg.models.zoo.eval_parameters import fill_training_heads
+from rtseg.models.zoo.heads import SegHead
+from rtseg.models.zoo.release_keys import fill_batch_counts
+from rtseg.models.zoo.stdc import STDCNet, convert_stdc_key, is_stdc_classifier_key
 
 INPLACE_ABN_EPS = 1e-5  # modules/bn.py ABN default
 
 _UNTRAINED_HEADS = re.compile(r"conv_out_sp(2|4|16)\.")
-
-# val mIoU: the README's evaluation.py results; test mIoU: the paper's Cityscapes comparison
-# table; FPS: the README's latency runs (latency/run_latency_stages.py, FasterSeg's TensorRT
-# tool, which builds a default fp32 engine), batch 1.
-_SOURCE = "Fan et al. 2021 (CVPR), Cityscapes comparison table; MichaelFan01/STDC-Seg README"
-_RUNTIME = "TensorRT 5.1.5 fp32"
-PUBLISHED = (
-    PublishedRecord("stdc1_seg", _SOURCE,
-                    val_miou=72.2, test_miou=71.9, fps=250.4, gpu="GTX 1080Ti", resolution="512x1024",
-                    runtime=_RUNTIME, note="STDC1-Seg50: the 1024x2048 images at scale 0.5"),
-    PublishedRecord("stdc1_seg", _SOURCE,
-                    val_miou=74.5, test_miou=75.3, fps=126.7, gpu="GTX 1080Ti", resolution="768x1536",
-                    runtime=_RUNTIME, note="STDC1-Seg75: scale 0.75"),
-    PublishedRecord("stdc2_seg", _SOURCE,
-                    val_miou=74.2, test_miou=73.4, fps=188.6, gpu="GTX 1080Ti", resolution="512x1024",
-                    runtime=_RUNTIME, note="STDC2-Seg50: scale 0.5"),
-    PublishedRecord("stdc2_seg", _SOURCE,
-                    val_miou=77.0, test_miou=76.8, fps=97.0, gpu="GTX 1080Ti", resolution="768x1536",
-                    runtime=_RUNTIME, note="STDC2-Seg75: scale 0.75"),
-)
 
 
 class STDCSeg(SegmentationNetwork):
@@ -120,11 +103,11 @@ class STDCSeg(SegmentationNetwork):
             if ours.endswith(".bn.weight"):
                 value = value.abs() + INPLACE_ABN_EPS  # InPlace-ABN's effective scale
             converted[ours] = value
-        return fill_batch_counts(self, converted)
+        return fill_batch_counts(self, fill_training_heads(self, converted))
 
 
 def _to_input(logits: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(logits, size, mode="bilinear", align_corners=True)
+    return resize(logits, size, align_corners=True)  # model_stages.py's own up-sampling
 
 
 @register_model("stdc1_seg")
