@@ -1,4 +1,5 @@
-"""Which models a benchmark runs: ``paper``, ``all`` or a comma-separated list of names.
+"""Which models a benchmark runs: ``paper``, ``realtime``, ``all`` or a comma-separated list of
+names, where a list may mix names and those keywords (``paper,realtime``).
 
 A benchmark *entry* is a model plus how it is trained: fine annotations only, or the
 paper's two-stage coarse pre-training then fine-tuning (``<model>-coarse``, the name of
@@ -24,8 +25,13 @@ PAPER_TABLE1_FINE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "linknet-r
 PAPER_TABLE1_COARSE = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1")
 # Table 3's models that rtseg implements (DeepLab is not one of them).
 PAPER_TABLE3 = ("skipnet-vgg16", "enet", "segnet")
-# What ``make demo`` runs: the fine-only grid rows and the reference real-time network.
-DEMO_MODELS = PAPER_TABLE1_FINE + ("enet",)
+# Today's real-time models (docs/zoo.md): each paper's own network, with its authors' released weights.
+REALTIME_MODELS = ("bisenet_v1", "bisenet_v2", "stdc1_seg", "stdc2_seg", "pp_liteseg_t", "pp_liteseg_b",
+                   "ddrnet_23_slim", "pidnet_s", "pidnet_m", "pidnet_l", "fast_scnn", "lraspp_mobilenet_v3_large")
+# What ``make demo`` runs: the fine-only grid rows, the reference real-time network and the two
+# smallest of today's models, so that its Pareto plots show both generations.
+DEMO_MODELS = PAPER_TABLE1_FINE + ("enet", "fast_scnn", "pidnet_s")
+KEYWORDS = ("paper", "realtime", "all")
 
 
 @dataclass(frozen=True)
@@ -63,28 +69,22 @@ def resolve_models(spec: str | Sequence[str | Entry], has_coarse: bool = False,
     """``"paper"``, ``"all"``, ``"a,b,c"`` or a list of names or entries -> (entries, notes for the report).
 
     ``paper`` is Table 1 (seven fine-only rows, then the two coarse rows when the data has
-    ``gtCoarse``; skipped with a note otherwise) and the Table 3 models; ``all`` is every
-    registered model, fine-only.
+    ``gtCoarse``; skipped with a note otherwise) and the Table 3 models; ``realtime`` is today's
+    real-time models (``REALTIME_MODELS``); ``all`` is every registered model, fine-only. A
+    comma-separated list may name keywords beside models: ``paper,realtime``.
     """
     notes: list[str] = []
     if isinstance(spec, str):
-        keyword = spec.strip().lower()
-        if keyword == "paper":
-            names = list(PAPER_TABLE1_FINE)
-            if has_coarse:
-                names += [m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE]
-            else:
-                notes.append("Table 1's coarse rows (" + ", ".join(m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE)
-                             + ") were skipped: the data has no gtCoarse/ folder")
-            names += list(PAPER_TABLE3)
-        elif keyword == "all":
-            names = model_names()
-        else:
-            names = [n for n in spec.split(",") if n.strip()]
+        names = []
+        for part in (n.strip() for n in spec.split(",")):
+            if part.lower() in KEYWORDS:
+                names += [n for n in _keyword_names(part.lower(), has_coarse, notes) if n not in names]
+            elif part:
+                names.append(part)
     else:
         names = list(spec)
     if not names:
-        raise RtsegError("--models is empty: give paper, all or comma-separated model names (see 'rtseg models')")
+        raise RtsegError("--models is empty: give paper, realtime, all or comma-separated model names (see 'rtseg models')")
     entries: list[Entry] = []
     for name in names:
         entry = name if isinstance(name, Entry) else parse_entry(name, options)
@@ -94,3 +94,17 @@ def resolve_models(spec: str | Sequence[str | Entry], has_coarse: bool = False,
             raise RtsegError(f"--models names {entry.key} twice")
         entries.append(entry)
     return entries, notes
+
+
+def _keyword_names(keyword: str, has_coarse: bool, notes: list[str]) -> list[str]:
+    if keyword == "paper":
+        names = list(PAPER_TABLE1_FINE)
+        if has_coarse:
+            names += [m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE]
+        else:
+            notes.append("Table 1's coarse rows (" + ", ".join(m + COARSE_SUFFIX for m in PAPER_TABLE1_COARSE)
+                         + ") were skipped: the data has no gtCoarse/ folder")
+        return names + list(PAPER_TABLE3)
+    if keyword == "realtime":
+        return list(REALTIME_MODELS)
+    return model_names()

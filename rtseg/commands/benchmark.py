@@ -25,9 +25,11 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
                     "evaluate on val, count GFLOPs at 512x1024 and 360x640, time it with the speed protocol; "
                     "then write results.json, results.csv, report.md and report.html into --out. Run it again "
                     "to resume: finished stages are not redone.")
-    parser.add_argument("--models", default="paper", metavar="LIST|paper|all",
+    parser.add_argument("--models", default="paper", metavar="LIST|paper|realtime|all",
                         help="comma-separated model names (skipnet-mobilenet_v1,enet; add -coarse for coarse "
-                             "pre-training then fine-tuning), 'paper' (Tables 1 and 3) or 'all' (default paper)")
+                             "pre-training then fine-tuning), 'paper' (Tables 1 and 3), 'realtime' (today's "
+                             "real-time models, docs/zoo.md), 'all', or keywords and names mixed: "
+                             "paper,realtime (default paper)")
     parser.add_argument("--data", metavar="ROOT",
                         help="dataset folder: Cityscapes (leftImg8bit/, gtFine/, gtCoarse/ for the coarse rows), CamVid "
                              "or a folder dataset (dataset.yaml); without it a synthetic Cityscapes is generated "

@@ -1,7 +1,8 @@
 """``rtseg demo`` (what ``make demo`` runs): the comparative study on the synthetic dataset.
 
 Generates the synthetic Cityscapes-layout dataset under ``--out`` and runs ``rtseg benchmark
---quick`` over the paper's seven fine-only Table 1 models plus ENet: train, evaluate, count,
+--quick`` over the paper's seven fine-only Table 1 models, ENet, and two of today's real-time
+models (Fast-SCNN, PIDNet-S): train, evaluate, count,
 time, then write the report. Interrupted, it resumes where it stopped.
 """
 
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser = sub.add_parser(
         "demo", help=help,
         description="Generate the synthetic dataset under --out and run 'rtseg benchmark --quick' over the "
-                    "paper's seven fine-only Table 1 models plus ENet, then write the report. Run it again "
+                    "paper's seven fine-only Table 1 models, ENet, Fast-SCNN and PIDNet-S, then write the report. Run it again "
                     "to resume.")
     parser.add_argument("--out", default="demo", help="output folder (default ./demo)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda (default auto)")
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    print(f"rtseg demo: the paper's seven Table 1 models and ENet, --quick on synthetic data, into {args.out}/")
+    print(f"rtseg demo: the paper's seven Table 1 models, ENet, Fast-SCNN and PIDNet-S, --quick on synthetic data, into {args.out}/")
     print_quick_cuts(synthetic=True)
     print("(the full study: rtseg benchmark --data /path/to/cityscapes --models paper --out DIR)\n", flush=True)
     result = run_benchmark(list(DEMO_MODELS), args.out, BenchmarkSettings(quick=True, device=args.device,
