@@ -19,7 +19,9 @@ from rtseg.benchmark import published
 from rtseg.benchmark.plots import pareto_front
 from rtseg.benchmark.results import STAGES, load_results, stage_path
 from rtseg.benchmark.schedule import training_stages
-from rtseg.benchmark.selection import (PAPER_TABLE1_COARSE, PAPER_TABLE1_FINE, PAPER_TABLE3, Entry, resolve_models)
+from rtseg.benchmark.selection import (PAPER_TABLE1_COARSE, PAPER_TABLE1_FINE, PAPER_TABLE3, REALTIME_MODELS, Entry,
+                                      resolve_models)
+from rtseg.benchmark.tables import realtime_table
 from rtseg.cli import main
 from rtseg.errors import RtsegError
 from rtseg.profiling.speed import TimingProtocol
@@ -277,6 +279,53 @@ def test_model_lists_are_checked():
         resolve_models("skipnet-mobilenet_v1-coarse", has_coarse=False)
     with pytest.raises(RtsegError, match="twice"):
         resolve_models("enet,enet")
+
+
+def test_realtime_selection_is_every_zoo_network_and_mixes_with_the_paper():
+    from rtseg.models.zoo.published import published_records
+
+    # every network with a published record is in the keyword, and nothing outside the registry
+    assert {r.model for r in published_records()} <= set(REALTIME_MODELS)
+    assert [e.key for e in resolve_models("realtime")[0]] == list(REALTIME_MODELS)
+    entries, notes = resolve_models("paper, realtime")
+    assert [e.key for e in entries] == [e.key for e in resolve_models("paper")[0]] + list(REALTIME_MODELS)
+    assert "gtCoarse" in notes[0]
+    # a keyword's models named again beside it are one entry, an explicit name twice is an error
+    assert len(resolve_models("realtime,realtime")[0]) == len(REALTIME_MODELS)
+    with pytest.raises(RtsegError, match="twice"):
+        resolve_models("realtime,pidnet_s")
+
+
+def test_quick_schedule_trains_a_zoo_model_with_adam_not_its_sgd_recipe(tmp_path):
+    stage, = training_stages(Entry("bisenet_v1"), tmp_path, data_root=None, synthetic=True, quick=True)
+    optim = stage.config.optim
+    assert stage.source.endswith("configs/bisenet_v1.yaml")  # its own losses stay (OHEM on every head)
+    assert optim.name == "adam" and optim.lr == QuickSchedule().lr
+    assert optim.warmup_iters == 0 and optim.lr_multipliers == {}
+    assert stage.config.model.pretrained is None
+
+
+def test_realtime_table_puts_each_published_record_beside_our_figures():
+    speed = {"fps": 12.5, "size": "256x512", "engine": "onnxruntime", "precision": "int8", "device": "cpu",
+             "hardware": {"cpu": "Test CPU"}}
+    results = {"models": [
+        {"key": "pidnet_s", "model": "pidnet_s", "decoder": None, "encoder": None, "whole_model": "pidnet_s",
+         "coarse": False, "evaluate": {"miou": 0.25}, "speed": speed,
+         "cost": {"params": 8_000_000, "eval_params": 7_600_000, "gflops": {"512x1024": 11.9}}},
+        {"key": "enet", "model": "enet", "decoder": None, "encoder": None, "whole_model": "enet", "coarse": False,
+         "evaluate": {"miou": 0.2}}]}
+    table = realtime_table(results, "synthetic data, val")
+    from rtseg.models.zoo.published import published_records
+
+    records = published_records("pidnet_s")
+    assert len(table.rows) == 1 + len(records)  # ENet has no record: not in this table
+    ours = table.rows[0]
+    assert ours[:3] == ["PIDNet-S", "ours (synthetic data, val)", "25.0"]
+    assert ours[4:8] == ["12.5", "Test CPU", "256x512", "onnxruntime int8"]
+    assert ours[8] == "7.60"  # the parameters the eval output uses
+    assert table.published_rows == set(range(1, 1 + len(records)))
+    for row, record in zip(table.rows[1:], records):
+        assert record.source in row[1] and row[5] == (record.gpu or "-") and row[6] == (record.resolution or "-")
 
 
 def test_benchmark_command_refuses_unknown_models_in_one_line(tmp_path, capsys):

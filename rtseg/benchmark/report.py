@@ -115,6 +115,9 @@ def build_blocks(out_dir: Path, results: dict) -> list:
         blocks += [Heading(2, t3.title), t3,
                    Paragraph("Ours: mean over classes (IoU, iIoU) and categories on the validation split; the "
                              "paper's Table 3 is the Cityscapes test server.")]
+        realtime = tables.realtime_table(results, "synthetic data, val" if data == "synthetic" else "val")
+        if realtime.rows:
+            blocks += [Heading(2, realtime.title), realtime, Bullets(realtime.notes)]
         appendix = [Heading(2, t1_full.title), t1_full, Heading(2, categories.title), categories]
     else:
         accuracy, t2 = table_list

@@ -104,7 +104,7 @@ def write_stage(out_dir: Path, key: str, stage: str, inputs: dict, result: dict)
 # --- the combined results -----------------------------------------------------------------
 
 CSV_FIELDS_HEAD = ("key", "model", "decoder", "encoder", "coarse")
-CSV_FIELDS_TAIL = ("params", "gflops_512x1024", "gflops_360x640", "fps", "fps_model", "latency_ms",
+CSV_FIELDS_TAIL = ("params", "eval_params", "gflops_512x1024", "gflops_360x640", "fps", "fps_model", "latency_ms",
                    "latency_model_ms", "speed_size", "engine", "precision", "device", "threads",
                    "train_steps", "train_seconds", "checkpoint")
 
@@ -132,6 +132,7 @@ def csv_row(model: dict, dataset: DatasetInfo = CITYSCAPES) -> dict:
     row.update({f"iou_{name.replace(' ', '_')}": class_iou.get(name) for name in dataset.class_names})
     row.update({
         "params": cost.get("params"),
+        "eval_params": cost.get("eval_params"),
         "gflops_512x1024": (cost.get("gflops") or {}).get("512x1024"),
         "gflops_360x640": (cost.get("gflops") or {}).get("360x640"),
         **{k: speed.get(k) for k in ("fps", "fps_model", "latency_ms", "latency_model_ms", "engine", "precision",

@@ -16,7 +16,7 @@ from rtseg.benchmark.selection import Entry
 from rtseg.data.io import write_png
 from rtseg.inference.backend import Backend
 from rtseg.models import create_model, load_model
-from rtseg.profiling.flops import count_flops, count_params
+from rtseg.profiling.flops import count_eval_params, count_flops, count_params
 from rtseg.profiling.speed import TimingProtocol, measure_speed
 from rtseg.training.config import DataConfig
 from rtseg.training.evaluator import build_eval_dataset, evaluate, predict_labels
@@ -122,10 +122,12 @@ def evaluate_entry(checkpoint: Path, data: DataConfig, dataset_kind: str, device
 
 
 def cost_entry(entry: Entry, num_classes: int = 19) -> dict:
-    """Parameters and GFLOPs (2 x multiply-adds) of the full model at the paper's sizes (meta device)."""
+    """Parameters (all, and those the eval output uses: no training-only heads) and GFLOPs
+    (2 x multiply-adds) of the full model at the paper's sizes (meta device)."""
     model = create_model(entry.model, num_classes=num_classes, **entry.options)
     flops = {size_text(size): count_flops(model, size) for size in COST_SIZES}
-    return {"params": count_params(model), "gflops": {k: round(v / 1e9, 3) for k, v in flops.items()}}
+    return {"params": count_params(model), "eval_params": count_eval_params(model, COST_SIZES[0]),
+            "gflops": {k: round(v / 1e9, 3) for k, v in flops.items()}}
 
 
 def speed_entry(checkpoint: Path, size, backend: Backend, protocol: TimingProtocol) -> dict:

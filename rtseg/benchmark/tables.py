@@ -15,10 +15,15 @@ from rtseg.benchmark import published
 from rtseg.benchmark.results import results_dataset
 from rtseg.data.dataset import DatasetInfo
 from rtseg.data.labels import CATEGORY_NAMES, CLASS_NAMES
+from rtseg.models.zoo.published import published_records
 
 DISPLAY_NAMES = {
     "skipnet": "SkipNet", "unet": "UNet", "dilation": "Dilation", "linknet": "LinkNet", "mobilenet_v1": "MobileNet",
     "shufflenet_v1": "ShuffleNet", "resnet18": "ResNet18", "vgg16": "VGG16", "enet": "ENet", "segnet": "SegNet",
+    "lraspp": "LR-ASPP", "bisenet_v1": "BiSeNet V1", "bisenet_v2": "BiSeNet V2", "stdc1_seg": "STDC1-Seg",
+    "stdc2_seg": "STDC2-Seg", "pp_liteseg_t": "PP-LiteSeg-T", "pp_liteseg_b": "PP-LiteSeg-B",
+    "ddrnet_23_slim": "DDRNet-23-slim", "pidnet_s": "PIDNet-S", "pidnet_m": "PIDNet-M", "pidnet_l": "PIDNet-L",
+    "fast_scnn": "Fast-SCNN", "lraspp_mobilenet_v3_large": "LR-ASPP MobileNetV3-Large",
 }
 MISSING = "-"
 OURS = "ours"
@@ -62,6 +67,11 @@ def num(value: float | None, digits: int = 1) -> str:
 
 def published_label(table: str, extra: str = "") -> str:
     return f"published ({table}{', ' + extra if extra else ''})"
+
+
+def eval_params(cost: dict) -> int:
+    """The parameters the eval output uses (older results recorded only all of them)."""
+    return cost.get("eval_params") or cost["params"]
 
 
 def _evaluated(results: dict) -> list[dict]:
@@ -124,7 +134,7 @@ def table2(results: dict, with_published: bool = True) -> Table:
         efficiency = speed.get("efficiency")
         efficiency_cell = ("fault" if speed.get("efficiency_fault") or (efficiency or 0) > 1  # older records too
                            else pct(efficiency) if efficiency is not None else MISSING)
-        table.add([model_label(model), OURS, num(cost["params"] / 1e6, 2) if cost else MISSING,
+        table.add([model_label(model), OURS, num(eval_params(cost) / 1e6, 2) if cost else MISSING,
                    num((cost.get("gflops") or {}).get("512x1024")), num(speed.get("fps_model")), num(speed.get("fps")),
                    num(speed.get("latency_ms")), speed.get("size", MISSING), speed.get("engine", MISSING),
                    speed.get("precision", MISSING), efficiency_cell])
@@ -136,6 +146,8 @@ def table2(results: dict, with_published: bool = True) -> Table:
         table.notes.append("The paper published GFLOPs for two models and no FPS. Its authors later reported about "
                            "141 FPS (SkipNet-MobileNet) and 143 FPS (SkipNet-ShuffleNet) at 360x640 on a Titan X "
                            "(Pascal) with an optimised TensorFlow graph, outside the paper.")
+    table.notes.append("Params: those the eval output uses, as the papers count them (a model's training-only "
+                       "auxiliary, boundary or detail heads left out; results.csv also has all of them).")
     table.notes.append("Model only: normalised image tensor in, logits out. End-to-end: the same tensor in, "
                        "label map out (argmax included). Efficiency: achieved FLOP/s (model only) over this "
                        "machine's matrix-multiply peak in the same precision (best of several trials, before and after the "
@@ -173,6 +185,39 @@ def category_table(results: dict) -> Table:
         iou, iiou = evaluation.get("category_iou") or {}, evaluation.get("category_iiou") or {}
         table.add([model_label(model), *(pct(iou.get(c)) for c in CATEGORY_NAMES),
                    pct(iiou.get("human")), pct(iiou.get("vehicle"))])
+    return table
+
+
+def realtime_table(results: dict, data_text: str = "val") -> Table:
+    """Today's real-time models: our figures on this machine and data beside each published record
+    (its GPU, resolution and runtime), so that a reader sees why the papers' FPS do not compare."""
+    table = Table("Today's real-time models: ours beside their published records",
+                  ["Model", "Source", "mIoU val", "mIoU test", "FPS", "Hardware", "Resolution", "Runtime",
+                   "Params (M)", "GFLOPs"])
+    for model in results["models"]:
+        records = published_records(model["model"]) if not model.get("coarse") else ()
+        if not records:
+            continue
+        evaluation, cost, speed = model.get("evaluate") or {}, model.get("cost") or {}, model.get("speed") or {}
+        hardware = (speed.get("hardware") or {})
+        device = hardware.get("gpu") if speed.get("device", "").startswith("cuda") else hardware.get("cpu")
+        table.add([model_label(model), f"{OURS} ({data_text})", pct(evaluation.get("miou")), MISSING,
+                   num(speed.get("fps")), device or speed.get("device", MISSING), speed.get("size", MISSING),
+                   f"{speed['engine']} {speed['precision']}" if speed else MISSING,
+                   num(eval_params(cost) / 1e6, 2) if cost else MISSING,
+                   f"{num((cost.get('gflops') or {}).get('512x1024'))} at 512x1024" if cost else MISSING])
+        for record in records:
+            table.add([model_label(model), "published: " + record.source, num(record.val_miou),
+                       num(record.test_miou), num(record.fps), record.gpu or MISSING, record.resolution or MISSING,
+                       record.runtime or MISSING, num(record.params_m, 2),
+                       num(record.gflops) + (f" ({record.flops_note})" if record.flops_note else "")
+                       if record.gflops is not None else MISSING], is_published=True)
+            if record.note:
+                table.notes.append(f"{model_label(model)}, {record.resolution or 'published'}: {record.note}")
+    table.notes.append("Published FPS come from each paper's own GPU, runtime (often TensorRT) and resolution, "
+                       "and rarely include the argmax; ours are one protocol on one machine (docs/speed.md). "
+                       "Only figures measured side by side compare. Published GFLOPs are converted to 2 x "
+                       "multiply-adds; they were counted at the published resolution.")
     return table
 
 
