@@ -2,6 +2,7 @@
 
     python benchmarks/bench_speed.py --goals --images 2          # the goals group + plain-program check
     python benchmarks/bench_speed.py --grid                      # 12 grid models + ENet, SegNet: best vs plain
+    python benchmarks/bench_speed.py --realtime --end-to-end-only   # today's models beside SkipNet-ShuffleNet, ENet
     python benchmarks/bench_speed.py --models skipnet-mobilenet_v1 --settings plain,onnxruntime-int8
 
 Models are timed in groups: every (model, setting) of a group is built (a setting that fails,
@@ -12,7 +13,10 @@ turns, each block after this process's threads are idle, so no entry's thread po
 another's and a load change on a shared CPU hits every entry alike. The ratios between
 entries of one group are what this reports; absolute FPS drift with the machine's load.
 ``--goals`` times SkipNet-MobileNet, SkipNet-ShuffleNet and ENet in one group; ``--grid``
-times each other model in a group of its own (their memory would not fit at once).
+times each other model in a group of its own (their memory would not fit at once);
+``--realtime`` times each of today's real-time models (``REALTIME_MODELS``) in a group of its
+own, and SkipNet-ShuffleNet and ENet, the paper's points of comparison, in one group unless
+``--goals`` already timed them.
 
 Quality: every setting's label maps are compared with plain fp32 eager on real-looking
 images (the synthetic val split, generated in a temporary folder unless ``--data`` is given);
@@ -68,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"time {', '.join(GOAL_MODELS)} side by side, check the plain program, print the goals")
     parser.add_argument("--grid", action="store_true",
                         help="also time every grid model, ENet and SegNet, each model a group of its own")
+    parser.add_argument("--realtime", action="store_true",
+                        help="also time today's real-time models, each a group of its own, and SkipNet-ShuffleNet "
+                             "with ENet as the paper's points of comparison")
     parser.add_argument("--models", help="comma-separated model names, timed as one group "
                                          f"(default without --goals/--grid: {','.join(GOAL_MODELS)})")
     parser.add_argument("--settings", default=",".join(DEFAULT_SETTINGS),
@@ -122,6 +129,13 @@ def groups(args) -> list[list[str]]:
     if args.grid:
         done = {m for g in found for m in g}
         found += [[m] for m in GRID_MODELS if m not in done]
+    if args.realtime:
+        from rtseg.benchmark.selection import REALTIME_MODELS
+
+        done = {m for g in found for m in g}
+        if not set(speed_report.PAIR) <= done:
+            found.append(list(speed_report.PAIR))
+        found += [[m] for m in REALTIME_MODELS if m not in done]
     return found or [list(GOAL_MODELS)]
 
 
