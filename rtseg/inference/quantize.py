@@ -59,7 +59,13 @@ class Quantizer:
         self.input_name, self.per_channel = input_name, per_channel
         self.prepared = self.work / "prepared.onnx"
         self.cache = self.work / "calibration-ranges.json"
-        quant_pre_process(str(source), str(self.prepared))
+        try:
+            quant_pre_process(str(source), str(self.prepared))
+        except Exception:  # noqa: BLE001 - ONNX Runtime's symbolic shape inference, an optional step, gave up
+            # Its symbolic pass fails on some graphs (PP-LiteSeg's concatenated pooled branches at
+            # 512x1024: "'NoneType' object is not iterable" in _infer_Concat); ONNX's own shape
+            # inference and the graph optimisation still run, and calibration needs nothing more.
+            quant_pre_process(str(source), str(self.prepared), skip_symbolic_shape=True)
         _name_nodes(self.prepared)
 
     def quantize(self, target: str | Path, exclude: Sequence[str] = (), argmax_first: bool = True) -> Path:
