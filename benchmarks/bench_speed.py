@@ -38,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -236,6 +237,10 @@ def build_entries(names, args, root: Path) -> tuple[list[dict], dict]:
             except RtsegError as exc:  # e.g. torch.compile would fall back to eager: the setting failed
                 entry["error"] = str(exc)
                 print(f"  FAILED: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - an internal failure: a failed row with its traceback,
+                # so that one model's bug does not lose the other models' figures
+                entry["error"] = f"internal error: {type(exc).__name__}: {exc}"
+                print(f"  FAILED (internal error):\n{traceback.format_exc()}", file=sys.stderr)
             entry["build_s"] = time.perf_counter() - began
             entries.append(entry)
     return entries, models
