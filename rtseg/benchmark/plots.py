@@ -49,21 +49,36 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
+MARKERS = ("o", "s", "^", "D", "v")
+
+
 def pareto_plot(labels: Sequence[str], xs: Sequence[float], ys: Sequence[float], path: str | Path, *,
-                xlabel: str, title: str, lower_x_is_better: bool, log_x: bool = False) -> Path:
-    """Scatter of (x, mIoU %) per model with the Pareto front marked; written to ``path`` (PNG)."""
+                xlabel: str, title: str, lower_x_is_better: bool, log_x: bool = False,
+                kinds: Sequence[str] | None = None) -> Path:
+    """Scatter of (x, mIoU %) per model with the Pareto front marked; written to ``path`` (PNG).
+    ``kinds`` (one per point, e.g. "RTSeg grid" / "today's models") give each kind its own marker."""
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
     front = set(pareto_front(xs, ys, lower_x_is_better))
-    others = [i for i in range(len(xs)) if i not in front]
-    ax.scatter([xs[i] for i in others], [ys[i] for i in others], s=40, facecolors="white", edgecolors="#555555",
-               zorder=3, label="dominated")
+    kinds = list(kinds) if kinds is not None else [""] * len(xs)
+    marker_of = {kind: MARKERS[i % len(MARKERS)] for i, kind in enumerate(dict.fromkeys(kinds))}
+    for kind, marker in marker_of.items():
+        others = [i for i in range(len(xs)) if i not in front and kinds[i] == kind]
+        ax.scatter([xs[i] for i in others], [ys[i] for i in others], s=40, facecolors="white",
+                   edgecolors="#555555", marker=marker, zorder=3)
+        members = [i for i in front if kinds[i] == kind]
+        ax.scatter([xs[i] for i in members], [ys[i] for i in members], s=55, color="#d62728", marker=marker, zorder=4)
     ordered = sorted(front, key=lambda i: xs[i])
     ax.plot([xs[i] for i in ordered], [ys[i] for i in ordered], color="#d62728", linewidth=1.5,
             # the staircase bounding the region the front dominates
             drawstyle="steps-post" if lower_x_is_better else "steps-pre", zorder=2)
-    ax.scatter([xs[i] for i in ordered], [ys[i] for i in ordered], s=55, color="#d62728", zorder=4,
-               label="Pareto front")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="#d62728", marker="o", linewidth=1.5, label="Pareto front"),
+               Line2D([], [], color="#555555", marker="o", markerfacecolor="white", linewidth=0, label="dominated")]
+    if len(marker_of) > 1:
+        handles += [Line2D([], [], color="#555555", marker=marker, linewidth=0, label=kind)
+                    for kind, marker in marker_of.items()]
     for x, y, label in zip(xs, ys, labels):
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     if log_x and min(xs) > 0:
@@ -78,7 +93,7 @@ def pareto_plot(labels: Sequence[str], xs: Sequence[float], ys: Sequence[float],
     ax.set_ylabel("mIoU % (higher is better)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(handles=handles, loc="best", fontsize=8)
     # room for the labels of the right-most points
     left, right = ax.get_xlim()
     if log_x and min(xs) > 0:

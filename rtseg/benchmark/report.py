@@ -16,6 +16,7 @@ from rtseg.benchmark import tables
 from rtseg.benchmark.plots import pareto_plot, qualitative_figure
 from rtseg.benchmark.results import load_results, results_dataset, write_atomic
 from rtseg.benchmark.stages import resolve
+from rtseg.benchmark.selection import REALTIME_MODELS
 from rtseg.benchmark.tables import Table, model_label
 from rtseg.data.io import read_image, read_label_png
 from rtseg.data.labels import label_to_train_ids
@@ -166,6 +167,11 @@ def hardware_text(results: dict) -> str:
     return "Hardware: " + "; ".join(parts) + "."
 
 
+def model_kind(model: dict) -> str:
+    """Which generation a model belongs to, for the plots' markers."""
+    return "today's real-time models" if model["model"] in REALTIME_MODELS else "RTSeg's grid and baselines"
+
+
 def _pareto_blocks(results: dict, images_dir: Path) -> list:
     blocks: list = []
     scored = [m for m in results["models"] if m.get("evaluate") and m["evaluate"].get("miou") is not None]
@@ -175,7 +181,7 @@ def _pareto_blocks(results: dict, images_dir: Path) -> list:
                            [m["cost"]["gflops"]["512x1024"] for m in with_cost],
                            [100 * m["evaluate"]["miou"] for m in with_cost], images_dir / PARETO_GFLOPS,
                            xlabel="GFLOPs at 512x1024", title="mIoU against GFLOPs (Pareto front in red)",
-                           lower_x_is_better=True, log_x=True)
+                           lower_x_is_better=True, log_x=True, kinds=[model_kind(m) for m in with_cost])
         blocks.append(Image(path, "mIoU against GFLOPs, Pareto front marked"))
     with_speed = [m for m in scored if m.get("speed")]
     if with_speed:
@@ -186,7 +192,7 @@ def _pareto_blocks(results: dict, images_dir: Path) -> list:
                            xlabel=f"end-to-end FPS at {', '.join(sizes)}",
                            title=f"mIoU against speed ({speed.get('engine')}, {speed.get('precision')}, "
                                  f"{speed.get('device')}; Pareto front in red)",
-                           lower_x_is_better=False, log_x=True)
+                           lower_x_is_better=False, log_x=True, kinds=[model_kind(m) for m in with_speed])
         blocks.append(Image(path, "mIoU against end-to-end FPS, Pareto front marked"))
     if not blocks:
         blocks.append(Paragraph("No model has both a score and a cost yet: no plot."))
