@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from rtseg.training import load_config, train
@@ -69,7 +70,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     # rank 0 alone logged and checkpointed; the logged global losses are those of one process
     ddp_losses = [float(r["loss"]) for r in read_csv(tmp_path / "ddp" / "steps.csv")]
     single_losses = [float(r["loss"]) for r in read_csv(tmp_path / "single" / "steps.csv")]
-    assert len(ddp_losses) == 3 and all(abs(a - b) < 1e-5 for a, b in zip(ddp_losses, single_losses))
+    # equal up to float32 summation order (two half-batches reduced, against one batch): a few
+    # units in the last place of a loss near 20 (the AMX CPU's kernels differ by 1.1e-5 at step 3)
+    assert len(ddp_losses) == 3 and ddp_losses == pytest.approx(single_losses, rel=2e-6, abs=0)
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == \
         ["best.pt", "last.pt", "params-rank0.pt", "params-rank1.pt"]
     # validation scores were summed over the two ranks' shares: the same as one process
