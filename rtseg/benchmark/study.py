@@ -339,7 +339,8 @@ def _summary(stage: str, result: dict) -> str:
         miou = result.get("miou")
         return f"evaluated: mIoU {100 * miou:.1f}" if miou is not None else "evaluated: mIoU undefined"
     if stage == "cost":
-        return f"{result['params'] / 1e6:.2f} M parameters, {result['gflops']['512x1024']:.1f} GFLOPs at 512x1024"
+        params = result.get("eval_params") or result["params"]
+        return f"{params / 1e6:.2f} M parameters, {result['gflops']['512x1024']:.1f} GFLOPs at 512x1024"
     return (f"timed at {result['size']}: {result['fps']:.1f} FPS end-to-end, {result['fps_model']:.1f} FPS model only "
             f"({result['engine']}, {result['precision']})")
 

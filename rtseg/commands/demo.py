@@ -13,7 +13,7 @@ import time
 
 from rtseg.benchmark import DEMO_MODELS, BenchmarkSettings, run_benchmark
 from rtseg.benchmark.results import disk_usage
-from rtseg.benchmark.tables import model_label, num, pct
+from rtseg.benchmark.tables import eval_params, model_label, num, pct
 from rtseg.commands.benchmark import print_quick_cuts, report_outcome
 
 
@@ -66,7 +66,7 @@ def summary_table(results: dict) -> str:
     for model in results["models"]:
         evaluation, cost, speed = model.get("evaluate") or {}, model.get("cost") or {}, model.get("speed") or {}
         rows.append((model_label(model), pct(evaluation.get("miou")),
-                     num(cost["params"] / 1e6, 2) if cost else "-", num((cost.get("gflops") or {}).get("512x1024")),
+                     num(eval_params(cost) / 1e6, 2) if cost else "-", num((cost.get("gflops") or {}).get("512x1024")),
                      (num(speed.get("fps")) + f" at {speed['size']}") if speed else "-"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
