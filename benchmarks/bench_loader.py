@@ -1,6 +1,6 @@
 """Training-loader cost per core, side by side in one run: the pipeline rtseg had (Pillow decode,
 torchvision v2 transforms with float normalisation on the CPU) against what the trainer runs now
-(OpenCV decode, ``rtseg.data.augment.TrainAugmentation``: crop before scale on uint8, colour
+(libspng decode through ``rtseg.data.io``, ``rtseg.data.augment.TrainAugmentation``: crop before scale on uint8, colour
 jitter and normalisation on the device), with and without the decode cache.
 
 Two pipelines on 1024x2048 images with 512x1024 crops: ``paper`` (the paper's recipe: scale
@@ -95,7 +95,7 @@ def variants(root: str, split: str, crop, cache_dir: str) -> dict:
         out[f"{name}: before (Pillow + torchvision v2, normalised on the CPU)"] = (
             PillowV2Dataset(samples, train_transforms(crop=crop, **recipe)), False)
         fast = SegmentationDataset(layout, split, transforms=TrainAugmentation(crop=crop, **recipe))
-        out[f"{name}: now (OpenCV + TrainAugmentation; jitter, normalise on the GPU)"] = (fast, False)
+        out[f"{name}: now (libspng + TrainAugmentation; jitter, normalise on the GPU)"] = (fast, False)
         out[f"{name}: now, jitter and normalise on the CPU too"] = (fast, True)
         cached = SegmentationDataset(layout, split, transforms=TrainAugmentation(crop=crop, **recipe), cache=cache_dir)
         out[f"{name}: now + decode cache (epochs after the first)"] = (cached, False)
