@@ -24,9 +24,11 @@ with ``--checkpoint NAME=CKPT`` and ``--quality-data ROOT`` each setting is rebu
 checkpoint's own size (the int8 layer plan chosen at ``--size`` is kept) and scored (mIoU).
 int8 settings calibrate on the train split.
 
-The plainest-program check (``--goals``, or ``--plain-check MODEL:SETTING``): the protocol's
-end-to-end figure for an ONNX Runtime entry beside the same graph run alone, one session and
-one loop in a fresh process (``rtseg.profiling.plain_program``); they must agree within 10 %.
+The plainest-program checks (``--goals``, or ``--plain-check MODEL:SETTING[,...]``): the
+protocol's end-to-end figure beside the same network run alone, one loop in a fresh process
+(``rtseg.profiling.plain_program``): for an ONNX Runtime entry one session of the same graph,
+for ``plain`` ``create_model(name).eval()`` in ``torch.inference_mode()``, for another PyTorch
+setting its end-to-end runner alone in a loop; each must agree within 10 %.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compil
 GOAL_MODELS = ("skipnet-mobilenet_v1", "skipnet-shufflenet_v1", "enet")
 GRID_MODELS = tuple(f"{d}-{e}" for d in ("skipnet", "unet", "dilation")
                     for e in ("vgg16", "resnet18", "mobilenet_v1", "shufflenet_v1")) + ("enet", "segnet")
-PLAIN_CHECK = "skipnet-mobilenet_v1:onnxruntime-int8"
+PLAIN_CHECKS = ("skipnet-mobilenet_v1:onnxruntime-int8,skipnet-mobilenet_v1:plain,enet:compile-bf16,"
+                "skipnet-shufflenet_v1:eager-fp32")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,9 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                "checkpoint was trained at)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="NAME=CKPT",
                         help="trained weights for model NAME (repeatable)")
-    parser.add_argument("--plain-check", default=None, metavar="MODEL:SETTING",
-                        help=f"the plainest-program check for this ONNX Runtime entry (default with --goals: "
-                             f"{PLAIN_CHECK}; 'none' to skip)")
+    parser.add_argument("--plain-check", default=None, metavar="MODEL:SETTING[,...]",
+                        help=f"the plainest-program checks for these entries (any setting) "
+                             f"(default with --goals: {PLAIN_CHECKS}; 'none' to skip)")
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args(argv)
     args.settings = [s for s in args.settings.split(",") if s]
@@ -110,13 +113,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.checkpoint = dict(item.split("=", 1) for item in args.checkpoint)
     args.groups = groups(args)
     if args.plain_check is None:
-        args.plain_check = PLAIN_CHECK if args.goals else "none"
-    if args.plain_check != "none":
-        model, _, setting = args.plain_check.partition(":")
-        if SETTINGS.get(setting, {}).get("engine") != "onnxruntime":
-            parser.error("--plain-check needs MODEL:SETTING with an onnxruntime setting")
+        args.plain_check = PLAIN_CHECKS if args.goals else "none"
+    args.plain_checks = [] if args.plain_check == "none" else [c for c in args.plain_check.split(",") if c]
+    for check in args.plain_checks:
+        model, _, setting = check.partition(":")
         if setting not in args.settings or not any(model in g for g in args.groups):
-            parser.error(f"--plain-check {args.plain_check}: that model and setting are not timed")
+            parser.error(f"--plain-check {check}: that model and setting are not timed")
     return args
 
 
@@ -270,28 +272,43 @@ def time_group(entries, args) -> None:
         entry["model_only"] = None if args.end_to_end_only else TimingStats.from_seconds(next(times))
 
 
-def plain_check(entries, models, args) -> dict | None:
-    """The protocol's end-to-end FPS beside one ONNX Runtime session of the same graph in a process of its own."""
+def plain_check(entries, models, args, check: str) -> dict | None:
+    """The protocol's end-to-end FPS beside the plainest program of the same network and setting,
+    in a process of its own: one ONNX Runtime session of the same graph, or eager PyTorch."""
     from rtseg.inference.calibration import random_inputs
-    from rtseg.profiling.plain_program import plain_session_seconds
+    from rtseg.profiling.plain_program import plain_session_seconds, plain_torch_seconds
     from rtseg.profiling.speed import TimingProtocol, measure_speed
 
-    model_name, _, setting = args.plain_check.partition(":")
+    model_name, _, setting = check.partition(":")
     entry = next((e for e in entries if e["model"] == model_name and e["setting"] == setting), None)
     if entry is None or entry["error"] is not None:
         return None
     model = models[model_name]
     backend = entry["runners"][0].backend
     x = random_inputs(model, args.size, 1, seed=123)  # what measure_speed times
+    runs = max(30, args.runs)
+    if setting == "plain":
+        def alone() -> list[float]:
+            return plain_torch_seconds(model_name, x, args.threads, runs=args.runs)
+        program = "create_model(name).eval(), inference_mode, model(x).argmax(1) in a loop"
+    elif backend.engine != "onnxruntime":
+        settings = {k: v for k, v in SETTINGS[setting].items()}
+
+        def alone() -> list[float]:
+            return plain_torch_seconds(model_name, x, args.threads, settings, runs=args.runs)
+        program = "the setting's end-to-end runner alone, in a loop"
+    else:
+        def alone() -> list[float]:
+            return plain_session_seconds(entry["runners"][1].graph, x.numpy(), args.threads, runs=runs)
+        program = "one ONNX Runtime session, one loop"
     protocol, plain = [], []
     for _ in range(2):  # in turn, so that a change of load hits both
         result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs, measure_peak=False),
                                runners=entry["runners"])
         protocol.append(result.fps)
-        plain.append(1 / statistics.median(plain_session_seconds(entry["runners"][1].graph, x.numpy(),
-                                                                 args.threads, runs=max(30, args.runs))))
+        plain.append(1 / statistics.median(alone()))
     fps_protocol, fps_plain = statistics.median(protocol), statistics.median(plain)
-    return {"model": model_name, "setting": setting, "protocol_fps": round(fps_protocol, 2),
+    return {"model": model_name, "setting": setting, "program": program, "protocol_fps": round(fps_protocol, 2),
             "plain_program_fps": round(fps_plain, 2), "ratio": round(fps_protocol / fps_plain, 3),
             "rounds": {"protocol": [round(v, 2) for v in protocol], "plain": [round(v, 2) for v in plain]},
             "passed": abs(fps_protocol / fps_plain - 1) <= 0.10}
@@ -344,22 +361,25 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     command = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    results, plain = [], None
+    results, plain = [], []
     with tempfile.TemporaryDirectory(prefix="rtseg-bench-") as work:
         root = data_root(args, work)
         for number, names in enumerate(args.groups, 1):
             print(f"group {number}/{len(args.groups)}: {', '.join(names)}", file=sys.stderr)
             entries, models = build_entries(names, args, root)
             time_group(entries, args)
-            if args.plain_check != "none" and plain is None:
-                plain = plain_check(entries, models, args)
+            for check in args.plain_checks:
+                if check.partition(":")[0] in names:
+                    found = plain_check(entries, models, args, check)
+                    if found is not None:
+                        plain.append(found)
             results += rows_of(entries)
             del entries, models
             gc.collect()
         ceiling = roofline_ceiling(args)
     report = {"command": command, "size": f"{args.size[0]}x{args.size[1]}", "threads": args.threads,
               "runs": args.runs, "block": args.block, "groups": args.groups, "hardware": describe("cpu", args.threads),
-              "results": results, "plain_check": plain, "ceiling": ceiling,
+              "results": results, "plain_checks": plain, "ceiling": ceiling,
               "seconds": round(time.perf_counter() - started)}
     report["summary"] = speed_report.summarise(report)
     print(speed_report.render(report))
