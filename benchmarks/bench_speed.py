@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -286,21 +287,14 @@ def plain_check(entries, models, args, check: str) -> dict | None:
     model = models[model_name]
     backend = entry["runners"][0].backend
     x = random_inputs(model, args.size, 1, seed=123)  # what measure_speed times
-    runs = max(30, args.runs)
-    if setting == "plain":
-        def alone() -> list[float]:
-            return plain_torch_seconds(model_name, x, args.threads, runs=args.runs)
-        program = "create_model(name).eval(), inference_mode, model(x).argmax(1) in a loop"
-    elif backend.engine != "onnxruntime":
-        settings = {k: v for k, v in SETTINGS[setting].items()}
-
-        def alone() -> list[float]:
-            return plain_torch_seconds(model_name, x, args.threads, settings, runs=args.runs)
-        program = "the setting's end-to-end runner alone, in a loop"
-    else:
-        def alone() -> list[float]:
-            return plain_session_seconds(entry["runners"][1].graph, x.numpy(), args.threads, runs=runs)
+    if backend.engine == "onnxruntime":
+        alone = partial(plain_session_seconds, entry["runners"][1].graph, x.numpy(), args.threads, runs=args.runs)
         program = "one ONNX Runtime session, one loop"
+    else:  # plain: model.eval() as a user runs it; another setting: its end-to-end runner alone
+        settings = None if setting == "plain" else dict(SETTINGS[setting])
+        alone = partial(plain_torch_seconds, model_name, x, args.threads, settings, runs=args.runs)
+        program = ("create_model(name).eval(), inference_mode, model(x).argmax(1) in a loop" if settings is None
+                   else "the setting's end-to-end runner alone, in a loop")
     protocol, plain = [], []
     for _ in range(2):  # in turn, so that a change of load hits both
         result = measure_speed(model, args.size, backend, TimingProtocol(runs=args.runs, measure_peak=False),
