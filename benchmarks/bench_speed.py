@@ -86,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"comma-separated, from: {', '.join(SETTINGS)}")
     parser.add_argument("--size", type=size_argument, default=(512, 1024))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--allocator", default="reuse", choices=("reuse", "system"),
+                        help="while timing: keep freed memory in the process (reuse, default) or not (rtseg.memory)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs of each (model, setting), >= 20")
     parser.add_argument("--block", type=int, default=5, help="back-to-back runs per block (default 5)")
     parser.add_argument("--end-to-end-only", action="store_true",
@@ -221,7 +223,7 @@ def build_entries(names, args, root: Path) -> tuple[list[dict], dict]:
         for setting in args.settings:
             began = time.perf_counter()
             print(f"building {name} / {setting} ...", file=sys.stderr)
-            backend = Backend(threads=args.threads, **SETTINGS[setting])
+            backend = Backend(threads=args.threads, allocator=args.allocator, **SETTINGS[setting])
             entry = {"model": name, "setting": setting, "trained": trained, "samples": samples,
                      "quality_size": args.size, "error": None}
             try:
@@ -253,24 +255,42 @@ def time_group(entries, args) -> None:
     """Warm up, then time every built entry of the group side by side (see the module docstring)."""
     from tqdm import tqdm
 
+    from rtseg.memory import allocator
     from rtseg.profiling.timing import TimingStats, settle, stopwatch, time_in_blocks, wait_until_idle
 
     ok = [e for e in entries if e["error"] is None]
     steps = []
-    for entry in tqdm(ok, desc="warm-up", file=sys.stderr):
-        model_only, end_to_end = entry["runners"]
-        x = entry["speed_input"]  # a real-looking image at --size
-        figures = [stopwatch(end_to_end, x)] + ([] if args.end_to_end_only else [stopwatch(model_only, x)])
-        entry["warmup_runs"] = []
-        for step in figures:
-            wait_until_idle()
-            entry["warmup_runs"].append(settle(step, max_runs=30, max_seconds=30).runs)
-        steps += figures
-    print(f"timing {len(ok)} entries, {args.runs} runs each in blocks of {args.block} ...", file=sys.stderr)
-    times = iter(time_in_blocks(steps, args.runs, args.block))
+    with allocator(args.allocator) as memory:
+        for entry in tqdm(ok, desc="warm-up", file=sys.stderr):
+            model_only, end_to_end = entry["runners"]
+            x = entry["speed_input"]  # a real-looking image at --size
+            figures = [stopwatch(end_to_end, x)] + ([] if args.end_to_end_only else [stopwatch(model_only, x)])
+            entry["warmup_runs"], entry["page_faults"] = [], [0]
+            for step in figures:
+                wait_until_idle()
+                entry["warmup_runs"].append(settle(step, max_runs=30, max_seconds=30).runs)
+            steps += [counting_faults(step, entry["page_faults"]) for step in figures]
+        print(f"timing {len(ok)} entries, {args.runs} runs each in blocks of {args.block} ({memory.how}) ...",
+              file=sys.stderr)
+        times = iter(time_in_blocks(steps, args.runs, args.block))
+    for entry in ok:
+        entry["allocator"] = {**memory.as_dict(), "page_faults_per_run":
+                              round(entry["page_faults"][0] / (args.runs * (1 if args.end_to_end_only else 2)), 1)}
     for entry in ok:
         entry["end_to_end"] = TimingStats.from_seconds(next(times))
         entry["model_only"] = None if args.end_to_end_only else TimingStats.from_seconds(next(times))
+
+
+def counting_faults(step, total: list[int]):
+    """``step``, adding the page faults of each call to ``total[0]`` (a figure paid for in fresh pages shows)."""
+    from rtseg.memory import minor_page_faults
+
+    def run() -> float:
+        before = minor_page_faults() or 0
+        seconds = step()
+        total[0] += (minor_page_faults() or 0) - before
+        return seconds
+    return run
 
 
 def plain_check(entries, models, args, check: str) -> dict | None:
@@ -288,11 +308,13 @@ def plain_check(entries, models, args, check: str) -> dict | None:
     backend = entry["runners"][0].backend
     x = random_inputs(model, args.size, 1, seed=123)  # what measure_speed times
     if backend.engine == "onnxruntime":
-        alone = partial(plain_session_seconds, entry["runners"][1].graph, x.numpy(), args.threads, runs=args.runs)
+        alone = partial(plain_session_seconds, entry["runners"][1].graph, x.numpy(), args.threads, runs=args.runs,
+                        allocator=args.allocator)
         program = "one ONNX Runtime session, one loop"
     else:  # plain: model.eval() as a user runs it; another setting: its end-to-end runner alone
         settings = None if setting == "plain" else dict(SETTINGS[setting])
-        alone = partial(plain_torch_seconds, model_name, x, args.threads, settings, runs=args.runs)
+        alone = partial(plain_torch_seconds, model_name, x, args.threads, settings, runs=args.runs,
+                        allocator=args.allocator)
         program = ("create_model(name).eval(), inference_mode, model(x).argmax(1) in a loop" if settings is None
                    else "the setting's end-to-end runner alone, in a loop")
     protocol, plain = [], []
@@ -323,8 +345,10 @@ def roofline_ceiling(args) -> dict:
 
 def rows_of(entries) -> list[dict]:
     """JSON rows: the timings, agreement with plain fp32 eager, mIoU, what each setting was built as."""
-    from rtseg.profiling.speed import timing_warnings
+    from rtseg.profiling.hardware import describe
+    from rtseg.profiling.speed import memory_warnings, precision_warnings, timing_warnings
 
+    hardware = describe("cpu")
     rows, plain_labels = [], {}
     for entry in entries:
         row = {"model": entry["model"], "setting": entry["setting"],
@@ -341,9 +365,11 @@ def rows_of(entries) -> list[dict]:
                        model_only=entry["model_only"].as_dict() if entry["model_only"] else None,
                        miou=miou(entry["labels"], entry["samples"]) if entry["trained"] else None,
                        quality_size="x".join(map(str, entry["quality_size"])),
-                       int8_plan=entry["details"].get("int8_plan"),
-                       warnings=timing_warnings(entry["model_only"], entry["end_to_end"], entry["details"])
-                       if entry["model_only"] else [])
+                       int8_plan=entry["details"].get("int8_plan"), allocator=entry.get("allocator"),
+                       warnings=(timing_warnings(entry["model_only"], entry["end_to_end"], entry["details"])
+                                 if entry["model_only"] else [])
+                       + memory_warnings(entry.get("allocator") or {})
+                       + precision_warnings(row["precision"], "cpu", hardware))
         rows.append(row)
     return rows
 
@@ -372,7 +398,8 @@ def main(argv=None) -> int:
             gc.collect()
         ceiling = roofline_ceiling(args)
     report = {"command": command, "size": f"{args.size[0]}x{args.size[1]}", "threads": args.threads,
-              "runs": args.runs, "block": args.block, "groups": args.groups, "hardware": describe("cpu", args.threads),
+              "runs": args.runs, "block": args.block, "groups": args.groups, "allocator": args.allocator,
+              "hardware": describe("cpu", args.threads),
               "results": results, "plain_checks": plain, "ceiling": ceiling,
               "seconds": round(time.perf_counter() - started)}
     report["summary"] = speed_report.summarise(report)

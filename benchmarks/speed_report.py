@@ -120,14 +120,15 @@ def render(report: dict) -> str:
     lines = [f"\n{report['command']}",
              f"{hw['cpu']} ({', '.join(hw['cpu_flags'])}), {report['threads']} threads, {hw['usable_cores']} usable "
              f"cores, size {report['size']}, batch 1, {report['runs']} timed runs per entry in blocks of "
-             f"{report['block']}, load average {hw['load_average_1min']} at the end, {report['seconds']} s; "
+             f"{report['block']}, memory {report.get('allocator', 'system')} (rtseg.memory), load average "
+             f"{hw['load_average_1min']} at the end, {report['seconds']} s; "
              f"torch {hw['versions']['torch']}, onnxruntime {hw['versions']['onnxruntime']}", ""]
     plain = {r["model"]: r["end_to_end"]["fps_median"] for r in report["results"]
              if r["setting"] == "plain" and not r["error"]}
     rows = []
     for r in report["results"]:
         if r["error"]:
-            rows.append([r["model"], r["setting"], "failed", "-", "-", "-", "-"])
+            rows.append([r["model"], r["setting"], "failed", "-", "-", "-", "-", "-"])
             continue
         e2e, model_only = r["end_to_end"], r.get("model_only")
         rows.append([r["model"], r["setting"],
@@ -135,9 +136,11 @@ def render(report: dict) -> str:
                      f"{e2e['fps_median'] / plain[r['model']]:.2f}" if r["model"] in plain else "-",
                      f"{100 * r['agreement_with_plain']:.2f} %" if r.get("agreement_with_plain") is not None else "-",
                      f"{100 * r['miou']:.1f}" if r.get("miou") is not None else "-",
-                     (r.get("int8_plan") or {}).get("label", "")])
+                     (r.get("int8_plan") or {}).get("label", ""),
+                     f"{(r.get('allocator') or {}).get('page_faults_per_run', 0):.0f}" if r.get("allocator") else "-"])
     lines += ["End-to-end FPS (model only in brackets), median of the timed runs:", "",
-              *_table(["model", "setting", "FPS", "x plain", "agreement with plain", "mIoU", "int8 layers"], rows), ""]
+              *_table(["model", "setting", "FPS", "x plain", "agreement with plain", "mIoU", "int8 layers",
+                       "page faults / run"], rows), ""]
     lines += ["Goals:", "", *_table(["goal", "subject", "measured", "result", "note"],
                                     [[g["goal"], g["subject"], g["value"], "PASS" if g["passed"] else "FAIL", g["note"]]
                                      for g in summary["goals"]]), ""]

@@ -15,6 +15,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # What training and evaluation run in (autocast); int8 is an inference-only precision.
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
+# How the allocator treats freed memory while a figure is timed (rtseg.memory).
+ALLOCATORS = ("reuse", "system")
 # Device names commands take: "auto" is CUDA when there is a GPU, else the CPU.
 DEVICE_CHOICES = ("auto", *DEVICES)
 

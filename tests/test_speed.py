@@ -529,6 +529,25 @@ def test_measure_speed_records_the_protocol(tiny_net):
     assert record["warmup"]["end_to_end"]["runs"] <= 4
     assert record["hardware"]["threads"] == 1 and torch.__version__.startswith(record["hardware"]["versions"]["torch"])
     assert torch.get_num_threads() == threads_before  # the caller's thread count is restored
+    memory = record["settings"]["allocator"]
+    assert memory["policy"] == "reuse" and memory["how"]
+    assert memory["page_faults_per_run"] is None or memory["page_faults_per_run"] >= 0
+
+
+def test_measure_speed_times_with_the_allocator_policy_of_the_backend(tiny_net, monkeypatch):
+    import rtseg.profiling.speed as speed
+
+    policies = []
+    real = speed.allocator
+
+    def recording(policy):
+        policies.append(policy)
+        return real(policy)
+
+    monkeypatch.setattr(speed, "allocator", recording)
+    result = measure_speed(tiny_net, SIZE, Backend(threads=1, allocator="system"),
+                           TimingProtocol(runs=3, max_warmup=2, warmup_window=1, measure_peak=False))
+    assert policies == ["system"] and result.settings["allocator"]["policy"] == "system"
 
 
 def test_speed_command_prints_one_json_object():

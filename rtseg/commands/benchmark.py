@@ -12,7 +12,7 @@ import argparse
 
 from rtseg.benchmark import QUICK, BenchmarkSettings, run_benchmark
 from rtseg.commands.arguments import size_argument
-from rtseg.commands.common import model_options_from_args
+from rtseg.commands.common import add_allocator_argument, model_options_from_args
 from rtseg.distributed import is_main_process
 from rtseg.inference.backend import Backend
 from rtseg.options import ENGINES, PRECISIONS
@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="precision for the timing (default fp32); training follows the configs")
     parser.add_argument("--threads", type=int, help="CPU threads for the timing (default: PyTorch's)")
+    add_allocator_argument(parser)
     parser.add_argument("--speed-size", type=size_argument, metavar="HxW",
                         help="timing input size (default 512x1024; 256x512 with --quick)")
     parser.add_argument("--configs", metavar="DIR", help="folder of the training configs (default: configs/)")
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.quick and is_main_process():
         print_quick_cuts(synthetic=args.data is None, speed_size=args.speed_size)
     settings = BenchmarkSettings(data=args.data, dataset=args.dataset, quick=args.quick, device=args.device,
-                                 backend=Backend(args.engine, args.precision, threads=args.threads),
+                                 backend=Backend(args.engine, args.precision, threads=args.threads,
+                                                 allocator=args.allocator),
                                  speed_size=args.speed_size, options=model_options_from_args(args),
                                  configs_dir=args.configs, progress=args.progress)
     return report_outcome(run_benchmark(args.models, args.out, settings))

@@ -15,7 +15,7 @@ from rtseg.commands.arguments import parse_option_value, positive_int
 from rtseg.errors import RtsegError
 from rtseg.inference.backend import Backend
 from rtseg.models import SegmentationNetwork, create_model, load_model
-from rtseg.options import DEVICES, ENGINES, PRECISIONS
+from rtseg.options import ALLOCATORS, DEVICES, ENGINES, PRECISIONS
 from rtseg.runtime import resolve_device
 
 
@@ -87,6 +87,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser, device_default: str =
                                                             "(default: PyTorch's current setting)")
 
 
+def add_allocator_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allocator``, for the commands that time (rtseg.memory says why it changes PyTorch's figures)."""
+    parser.add_argument("--allocator", default="reuse", choices=ALLOCATORS,
+                        help="while timing: reuse (default) keeps freed memory in the process, as ONNX Runtime's "
+                             "arena, jemalloc or tcmalloc do; system leaves the allocator as it is (PyTorch then "
+                             "pays page faults for fresh memory on every run)")
+
+
 def backend_from_args(args: argparse.Namespace) -> Backend:
     device = resolve_device(args.device).type
-    return Backend(args.engine, args.precision, device, args.threads).check()
+    return Backend(args.engine, args.precision, device, args.threads,
+                   allocator=getattr(args, "allocator", "reuse")).check()

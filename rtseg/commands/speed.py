@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rtseg.commands.arguments import positive_int, print_json, size_argument
-from rtseg.commands.common import add_backend_arguments, add_model_arguments, backend_from_args, model_from_args
+from rtseg.commands.common import add_allocator_argument, add_backend_arguments, add_model_arguments, backend_from_args, model_from_args
 from rtseg.errors import RtsegError
 from rtseg.inference.calibration import images_from_root
 from rtseg.profiling.layers import KindTime, LayerProfile
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, help: str) -> None:
     parser.add_argument("--size", type=size_argument, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per run (default 1)")
     add_backend_arguments(parser)
+    add_allocator_argument(parser)
     parser.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs of each figure (at least {MIN_RUNS})")
     parser.add_argument("--calibration-data", metavar="ROOT",
                         help="int8: calibrate on images of this dataset root or folder (default: random "
@@ -72,6 +73,11 @@ def format_result(result: SpeedResult) -> str:
     lines.append(line)
     if result.efficiency_fault:
         lines.append(f"  {result.efficiency_fault}")
+    memory = result.settings.get("allocator") or {}
+    if memory:
+        faults = memory.get("page_faults_per_run")
+        lines.append(f"  memory: {memory['policy']} ({memory['how']})"
+                     + (f", {faults:.0f} page faults per timed run" if faults is not None else ""))
     lines += [f"  warning: {text}" for text in result.warnings]
     if result.layers:
         lines.append(f"  per kind of layer (end-to-end, {result.layers['runs']} profiled runs; efficiency against "

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from rtseg.errors import RtsegError
-from rtseg.options import DEVICES, ENGINES, PRECISIONS, check_name
+from rtseg.options import ALLOCATORS, DEVICES, ENGINES, PRECISIONS, check_name
 
 _WHY_NOT = {
     ("eager", "int8"): "PyTorch has no fast eager int8 convolutions; use --engine onnxruntime "
@@ -46,12 +46,16 @@ class Backend:
     # ONNX Runtime int8: layer kinds kept in float (rtseg.inference.int8_layers.KINDS, or ("all float",));
     # None: chosen by timing the candidates on this machine when the runners are built
     int8_float: tuple[str, ...] | None = None
+    # While timed: "reuse" keeps freed memory in the process (as ONNX Runtime's arena, jemalloc or
+    # tcmalloc do), "system" leaves the allocator as it is (rtseg.memory says why it matters)
+    allocator: str = "reuse"
 
     def check(self) -> "Backend":
         """This backend, or an ``RtsegError`` naming what cannot run and the alternative."""
         check_name(self.engine, ENGINES, "engine")
         check_name(self.precision, PRECISIONS, "precision")
         check_name(self.device, DEVICES, "device")
+        check_name(self.allocator, ALLOCATORS, "allocator")
         if self.threads is not None and self.threads < 1:
             raise RtsegError(f"threads must be positive, got {self.threads}")
         if self.device == "cuda" and not torch.cuda.is_available():

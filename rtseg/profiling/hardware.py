@@ -12,7 +12,7 @@ from importlib import metadata
 
 # CPU features that decide which kernels run (AVX-512, VNNI for int8, AMX for bf16/int8).
 _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-                      "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "sve")
+                      "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "sve", "bf16")
 
 
 def cpu_model() -> str:

@@ -8,7 +8,9 @@ thread pool of rtseg, PyTorch or another session exists in that process, so its 
 what a user's program gets. ``plain_torch_seconds`` does the same for PyTorch: as a user
 writes it (``create_model(name).eval()``, ``torch.inference_mode()``, ``model(x).argmax(1)`` in
 a loop), or an engine's end-to-end runner (eager with folding, compile, bf16) called in a plain
-loop, in a process of its own.
+loop, in a process of its own. With ``allocator="reuse"`` (the protocol's default) the process
+starts with glibc's environment for keeping freed memory (``rtseg.memory.ENVIRONMENT``), which
+is how a deployment sets it and a check on rtseg's in-process ``mallopt``; ``"system"`` without.
 ``benchmarks/bench_speed.py`` prints each beside the protocol's end-to-end figure for the same
 network and setting, which must agree within 10 %.
 """
@@ -16,12 +18,15 @@ network and setting, which must agree within 10 %.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from rtseg.memory import ENVIRONMENT, preloaded_allocator
 
 # Kept free of rtseg and torch on purpose: this is the whole program.
 _PROGRAM = """
@@ -79,7 +84,7 @@ print(json.dumps(seconds))
 
 
 def plain_torch_seconds(model_name: str, x, threads: int, settings: dict | None = None, *, warmup: int = 5,
-                        runs: int = 20, timeout: float = 900.0) -> list[float]:
+                        runs: int = 20, timeout: float = 900.0, allocator: str = "reuse") -> list[float]:
     """Seconds of each of ``runs`` timed end-to-end calls in a process of its own: with ``settings``
     None ``create_model(model_name).eval()`` and ``model(x).argmax(1)``, as a user writes it;
     otherwise the end-to-end runner of ``Backend(**settings)`` in a plain loop (random weights:
@@ -90,23 +95,34 @@ def plain_torch_seconds(model_name: str, x, threads: int, settings: dict | None 
         data_path = Path(work) / "input.pt"
         torch.save(torch.as_tensor(x, dtype=torch.float32).contiguous(), data_path)
         return _run(_TORCH_PROGRAM, [model_name, str(data_path), str(threads), str(warmup), str(runs),
-                                     json.dumps(settings)], timeout, "PyTorch")
+                                     json.dumps(settings)], timeout, "PyTorch", allocator)
 
 
-def _run(program: str, arguments: list[str], timeout: float, what: str) -> list[float]:
+def program_environment(allocator: str) -> dict[str, str]:
+    """The plain program's environment: with ``reuse``, glibc told to keep freed memory the way a
+    deployment does it, from the start (``rtseg.memory.ENVIRONMENT``), not with rtseg's ``mallopt``."""
+    environment = dict(os.environ)
+    for name in ENVIRONMENT:
+        environment.pop(name, None)
+    if allocator == "reuse" and preloaded_allocator() is None:
+        environment.update(ENVIRONMENT)
+    return environment
+
+
+def _run(program: str, arguments: list[str], timeout: float, what: str, allocator: str) -> list[float]:
     done = subprocess.run([sys.executable, "-c", program, *arguments], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, env=program_environment(allocator))
     if done.returncode != 0:
         raise RuntimeError(f"the plain {what} program failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def plain_session_seconds(graph: bytes, x: np.ndarray, threads: int, *, warmup: int = 10, runs: int = 30,
-                          timeout: float = 600.0) -> list[float]:
+                          timeout: float = 600.0, allocator: str = "reuse") -> list[float]:
     """Seconds of each of ``runs`` timed calls of ``graph`` on ``x`` in a process of its own."""
     with tempfile.TemporaryDirectory(prefix="rtseg-plain-") as work:
         graph_path, data_path = Path(work) / "model.onnx", Path(work) / "input.npy"
         graph_path.write_bytes(graph)
         np.save(data_path, np.ascontiguousarray(x, dtype=np.float32))
         return _run(_PROGRAM, [str(graph_path), str(data_path), str(threads), str(warmup), str(runs)], timeout,
-                    "ONNX Runtime")
+                    "ONNX Runtime", allocator)

@@ -26,7 +26,13 @@ Protocol (``measure_speed``):
    GFLOPs x model-only FPS / peak; above 100 % it is no figure but a measurement fault
    (``SpeedResult.efficiency_fault``). A model-only figure slower than the end-to-end one
    on the same engine is flagged in ``warnings``.
-7. With ``profile_layers``, the end-to-end runner once more under the engine's profiler: the
+7. Memory: from the warm-up to the end, the allocator keeps freed memory in the process
+   (``backend.allocator`` "reuse", ``rtseg.memory``), as ONNX Runtime's arena does for its own
+   figures; otherwise PyTorch pays a page fault for every fresh page on every run, and how many
+   depends on the process's history. The page faults per timed run are recorded, and more
+   than 8 MiB of them per run is flagged in ``warnings``. bf16 on a CPU without bf16
+   instructions is flagged too: it is emulated.
+8. With ``profile_layers``, the end-to-end runner once more under the engine's profiler: the
    share of time and the efficiency of each kind of layer (``rtseg.profiling.layers``).
 """
 
@@ -40,6 +46,7 @@ from torch import nn
 from rtseg.inference.backend import Backend
 from rtseg.inference.calibration import random_inputs
 from rtseg.inference.engines import build_runners
+from rtseg.memory import allocator, minor_page_faults
 from rtseg.profiling.flops import count_flops, count_params
 from rtseg.profiling.hardware import describe
 from rtseg.profiling.layers import profile_runner
@@ -51,6 +58,8 @@ from rtseg.runtime import torch_threads
 MIN_RUNS = 20
 # Model only may be this much slower than end-to-end before the result says so (noise).
 SLOWER_MODEL_TOLERANCE = 0.05
+# Page faults per timed run above which the result says the figure pays for fresh pages (8 MiB).
+FAULTS_PER_RUN_NOTED = 2048
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,32 @@ def timing_warnings(model_only: TimingStats, end_to_end: TimingStats, details: d
             f"({end_to_end.latency_median_ms:.1f} ms) on the same engine: {why}"]
 
 
+def memory_warnings(memory: dict) -> list[str]:
+    """A figure that paid for fresh pages on every run, in words (``rtseg.memory``)."""
+    faults = memory.get("page_faults_per_run")
+    if faults is None or faults <= FAULTS_PER_RUN_NOTED:
+        return []
+    cost = f"{faults:.0f} page faults per timed run ({faults * 4 / 1024:.0f} MiB of pages zeroed by the kernel)"
+    if memory.get("policy") == "system":
+        return [f"{cost}: the allocator returns freed memory to the system between runs; --allocator reuse "
+                f"(or jemalloc/tcmalloc) keeps it, as ONNX Runtime's arena does"]
+    return [f"{cost} although freed memory was to be kept ({memory.get('how')}): the figure includes them"]
+
+
+# CPU flags of native bfloat16 arithmetic (x86 AVX512-BF16 / AMX, Arm's BF16 extension).
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def precision_warnings(precision: str, device: str, hardware: dict) -> list[str]:
+    """bf16 on a CPU without bf16 instructions: oneDNN emulates it, so the figure is no bf16 figure."""
+    flags = hardware.get("cpu_flags") or []
+    if precision != "bf16" or device != "cpu" or any(flag in flags for flag in _BF16_FLAGS):
+        return []
+    return [f"this CPU ({hardware.get('cpu')}, {hardware.get('torch_cpu_capability')}) has no bfloat16 "
+            f"instructions: PyTorch converts to and from bf16 around emulated kernels, which is usually far "
+            f"slower than fp32; bf16 figures from this machine say nothing about a CPU that has them"]
+
+
 def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | None = None,
                   protocol: TimingProtocol | None = None, *, batch: int = 1, calibration=None,
                   runners=None) -> SpeedResult:
@@ -187,22 +222,27 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
             runners = build_runners(model, size, backend, batch=batch, calibration=calibration)
         model_runner, e2e_runner = runners
         x = random_inputs(model, size, batch, seed=123, device=device)
-        peaks = [_peak(backend, protocol, threads)] if protocol.measure_peak else []
-        steps = [stopwatch(model_runner, x, device), stopwatch(e2e_runner, x, device)]
-        warmups = []
-        for step in steps:
-            wait_until_idle()
-            warmups.append(settle(step, window=protocol.warmup_window, tolerance=protocol.warmup_tolerance,
-                                  max_runs=protocol.max_warmup, max_seconds=protocol.max_warmup_seconds))
-        model_times, e2e_times = time_in_blocks(steps, protocol.runs, protocol.block)
-        if protocol.measure_peak:
-            peaks.append(_peak(backend, protocol, threads))
-        peak = combine_peaks(*peaks).as_dict() if peaks else None
-        layers = None
-        if protocol.profile_layers:
-            wait_until_idle()
-            layers = profile_runner(e2e_runner, x).with_peak((peak or {}).get("gflops_per_s")).as_dict()
+        with allocator(backend.allocator) as memory:
+            peaks = [_peak(backend, protocol, threads)] if protocol.measure_peak else []
+            steps = [stopwatch(model_runner, x, device), stopwatch(e2e_runner, x, device)]
+            warmups = []
+            for step in steps:
+                wait_until_idle()
+                warmups.append(settle(step, window=protocol.warmup_window, tolerance=protocol.warmup_tolerance,
+                                      max_runs=protocol.max_warmup, max_seconds=protocol.max_warmup_seconds))
+            faults_before = minor_page_faults()
+            model_times, e2e_times = time_in_blocks(steps, protocol.runs, protocol.block)
+            faults_after = minor_page_faults()
+            if protocol.measure_peak:
+                peaks.append(_peak(backend, protocol, threads))
+            peak = combine_peaks(*peaks).as_dict() if peaks else None
+            layers = None
+            if protocol.profile_layers:
+                wait_until_idle()
+                layers = profile_runner(e2e_runner, x).with_peak((peak or {}).get("gflops_per_s")).as_dict()
         hardware = describe(device, threads)
+    faults = None if faults_before is None else (faults_after - faults_before) / (2 * protocol.runs)
+    memory_record = {**memory.as_dict(), "page_faults_per_run": None if faults is None else round(faults, 1)}
     model_stats, e2e_stats = TimingStats.from_seconds(model_times, batch), TimingStats.from_seconds(e2e_times, batch)
     return SpeedResult(
         model=getattr(model, "name", type(model).__name__), size=(int(size[0]), int(size[1])), batch=batch,
@@ -212,8 +252,10 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
         warmup={"model_only": asdict(warmups[0]), "end_to_end": asdict(warmups[1]),
                 "window": protocol.warmup_window, "tolerance": protocol.warmup_tolerance,
                 "max_runs": protocol.max_warmup, "max_seconds": protocol.max_warmup_seconds},
-        peak=peak, hardware=hardware, settings={**model_runner.details, "protocol": protocol.as_dict()},
-        warnings=timing_warnings(model_stats, e2e_stats, model_runner.details), layers=layers)
+        peak=peak, hardware=hardware,
+        settings={**model_runner.details, "allocator": memory_record, "protocol": protocol.as_dict()},
+        warnings=(timing_warnings(model_stats, e2e_stats, model_runner.details) + memory_warnings(memory_record)
+                  + precision_warnings(backend.precision, device, hardware)), layers=layers)
 
 
 def _peak(backend: Backend, protocol: TimingProtocol, threads: int) -> Peak:

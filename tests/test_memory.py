@@ -1,0 +1,106 @@
+"""The allocator policy of timed blocks (rtseg.memory): with "reuse" a large tensor freed and
+allocated again costs no fresh pages; without it glibc hands back and faults in every one.
+Page faults are counted by the kernel, not timed, so these assertions do not depend on load."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rtseg.errors import RtsegError
+from rtseg.inference import Backend
+from rtseg.memory import ENVIRONMENT, AllocatorRecord, allocator, minor_page_faults
+from rtseg.profiling.plain_program import program_environment
+from rtseg.profiling.speed import memory_warnings, precision_warnings
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or minor_page_faults() is None,
+                           reason="glibc's mallopt and the kernel's fault count are Linux features")
+
+# 64 MiB: above glibc's largest mmap threshold (32 MiB), the size of a 512x1024 feature map.
+_ELEMENTS = 16 * 1024 * 1024
+
+
+def _faults_of_fresh_tensors(rounds: int = 4, warmup: int = 12) -> float:
+    """Page faults per round of allocating, touching and freeing a 64 MiB tensor, after ``warmup``
+    rounds (glibc's free lists reach a steady state after about ten, as a model's warm-up does)."""
+    for _ in range(warmup):
+        torch.ones(_ELEMENTS)
+    before = minor_page_faults()
+    for _ in range(rounds):
+        torch.ones(_ELEMENTS)
+    return (minor_page_faults() - before) / rounds
+
+
+def _in_heap(pointer: int) -> bool:
+    """Whether ``pointer`` lies in the process's brk heap (not in a block of its own from mmap)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith("[heap]"):
+                start, end = (int(v, 16) for v in line.split()[0].split("-"))
+                return start <= pointer < end
+    return False
+
+
+@glibc
+def test_reuse_keeps_a_freed_large_tensor_in_the_process_and_system_does_not():
+    pages = _ELEMENTS * 4 / 4096
+    with allocator("system") as record:
+        assert not record.applied
+        system = _faults_of_fresh_tensors()
+    with allocator("reuse") as record:
+        assert record.applied and record.policy == "reuse"
+        reused = _faults_of_fresh_tensors()
+        assert _in_heap(torch.empty(2 * _ELEMENTS).data_ptr())
+    assert system > 0.5 * pages  # every round touched fresh pages
+    assert reused < 0.01 * pages
+    # glibc's settings are back: a large block that no kept chunk holds is a mapping of its own again
+    assert not _in_heap(torch.empty(8 * _ELEMENTS).data_ptr())
+
+
+@glibc
+def test_a_deployment_gets_the_same_from_the_environment_the_plain_program_is_given():
+    program = ("import torch, resource\n"
+               "for _ in range(12): torch.ones(16 * 1024 * 1024)\n"
+               "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+               "for _ in range(4): torch.ones(16 * 1024 * 1024)\n"
+               "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4)\n")
+    faults = {policy: float(subprocess.run([sys.executable, "-c", program], env=program_environment(policy),
+                                           capture_output=True, text=True, check=True).stdout)
+              for policy in ("reuse", "system")}
+    assert faults["reuse"] < 200 < faults["system"]
+    assert all(program_environment("reuse")[name] == value for name, value in ENVIRONMENT.items())
+    assert not set(ENVIRONMENT) & set(program_environment("system"))
+
+
+def test_a_preloaded_allocator_is_left_alone(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    with allocator("reuse") as record:
+        assert not record.applied and "jemalloc" in record.how
+    assert not set(ENVIRONMENT) & set(program_environment("reuse"))
+
+
+def test_an_unknown_allocator_policy_is_one_line_naming_the_choices():
+    with pytest.raises(RtsegError, match="allocator 'arena' is not one of reuse, system"):
+        Backend(allocator="arena").check()
+    with pytest.raises(RtsegError, match="allocator"):
+        with allocator("arena"):
+            pass
+
+
+def test_a_figure_paid_for_in_fresh_pages_is_flagged_with_its_cause():
+    system = {**AllocatorRecord("system", False, "as it is").as_dict(), "page_faults_per_run": 46000.0}
+    (text,) = memory_warnings(system)
+    assert "46000 page faults" in text and "180 MiB" in text and "--allocator reuse" in text
+    reused = {**AllocatorRecord("reuse", True, "glibc mallopt").as_dict(), "page_faults_per_run": 9000.0}
+    assert "although freed memory was to be kept" in memory_warnings(reused)[0]
+    assert memory_warnings({**reused, "page_faults_per_run": 3.0}) == []
+    assert memory_warnings({**reused, "page_faults_per_run": None}) == []
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged_as_emulated():
+    zen2 = {"cpu": "AMD EPYC", "cpu_flags": ["avx2"], "torch_cpu_capability": "AVX2"}
+    assert "no bfloat16 instructions" in precision_warnings("bf16", "cpu", zen2)[0]
+    assert precision_warnings("fp32", "cpu", zen2) == []
+    assert precision_warnings("bf16", "cuda", zen2) == []
+    assert precision_warnings("bf16", "cpu", {**zen2, "cpu_flags": ["avx512f", "avx512_bf16"]}) == []
