@@ -71,6 +71,7 @@ PLAIN_CHECKS = ("skipnet-mobilenet_v1:onnxruntime-int8,skipnet-mobilenet_v1:plai
 
 def parse_args(argv=None) -> argparse.Namespace:
     from rtseg.commands.arguments import size_argument
+    from rtseg.options import ALLOCATORS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--goals", action="store_true",
@@ -86,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"comma-separated, from: {', '.join(SETTINGS)}")
     parser.add_argument("--size", type=size_argument, default=(512, 1024))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--allocator", default="reuse", choices=("reuse", "system"),
+    parser.add_argument("--allocator", default="reuse", choices=ALLOCATORS,
                         help="while timing: keep freed memory in the process (reuse, default) or not (rtseg.memory)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs of each (model, setting), >= 20")
     parser.add_argument("--block", type=int, default=5, help="back-to-back runs per block (default 5)")
@@ -255,7 +256,7 @@ def time_group(entries, args) -> None:
     """Warm up, then time every built entry of the group side by side (see the module docstring)."""
     from tqdm import tqdm
 
-    from rtseg.memory import allocator
+    from rtseg.memory import FaultCounter, allocator, faults_record
     from rtseg.profiling.timing import TimingStats, settle, stopwatch, time_in_blocks, wait_until_idle
 
     ok = [e for e in entries if e["error"] is None]
@@ -265,32 +266,20 @@ def time_group(entries, args) -> None:
             model_only, end_to_end = entry["runners"]
             x = entry["speed_input"]  # a real-looking image at --size
             figures = [stopwatch(end_to_end, x)] + ([] if args.end_to_end_only else [stopwatch(model_only, x)])
-            entry["warmup_runs"], entry["page_faults"] = [], [0]
+            entry["warmup_runs"] = []
             for step in figures:
                 wait_until_idle()
                 entry["warmup_runs"].append(settle(step, max_runs=30, max_seconds=30).runs)
-            steps += [counting_faults(step, entry["page_faults"]) for step in figures]
+            entry["fault_counters"] = [FaultCounter(step) for step in figures]
+            steps += entry["fault_counters"]
         print(f"timing {len(ok)} entries, {args.runs} runs each in blocks of {args.block} ({memory.how}) ...",
               file=sys.stderr)
         times = iter(time_in_blocks(steps, args.runs, args.block))
     for entry in ok:
-        entry["allocator"] = {**memory.as_dict(), "page_faults_per_run":
-                              round(entry["page_faults"][0] / (args.runs * (1 if args.end_to_end_only else 2)), 1)}
+        entry["allocator"] = faults_record(memory, entry.pop("fault_counters"))
     for entry in ok:
         entry["end_to_end"] = TimingStats.from_seconds(next(times))
         entry["model_only"] = None if args.end_to_end_only else TimingStats.from_seconds(next(times))
-
-
-def counting_faults(step, total: list[int]):
-    """``step``, adding the page faults of each call to ``total[0]`` (a figure paid for in fresh pages shows)."""
-    from rtseg.memory import minor_page_faults
-
-    def run() -> float:
-        before = minor_page_faults() or 0
-        seconds = step()
-        total[0] += (minor_page_faults() or 0) - before
-        return seconds
-    return run
 
 
 def plain_check(entries, models, args, check: str) -> dict | None:

@@ -110,6 +110,10 @@ def _goals(summary: dict, report: dict) -> list[dict]:
     return goals
 
 
+def _faults(per_run: float | None) -> str:
+    return "-" if per_run is None else f"{per_run:.0f}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
             *("| " + " | ".join(row) + " |" for row in rows)]
@@ -137,7 +141,7 @@ def render(report: dict) -> str:
                      f"{100 * r['agreement_with_plain']:.2f} %" if r.get("agreement_with_plain") is not None else "-",
                      f"{100 * r['miou']:.1f}" if r.get("miou") is not None else "-",
                      (r.get("int8_plan") or {}).get("label", ""),
-                     f"{(r.get('allocator') or {}).get('page_faults_per_run', 0):.0f}" if r.get("allocator") else "-"])
+                     _faults((r.get("allocator") or {}).get("page_faults_per_run"))])
     lines += ["End-to-end FPS (model only in brackets), median of the timed runs:", "",
               *_table(["model", "setting", "FPS", "x plain", "agreement with plain", "mIoU", "int8 layers",
                        "page faults / run"], rows), ""]

@@ -22,7 +22,7 @@ jemalloc or tcmalloc (``LD_PRELOAD``) or with two glibc settings, which is what 
 - ``system``: the allocator as the process has it, for comparison.
 
 Where glibc's ``mallopt`` is missing (macOS, musl) or jemalloc/tcmalloc is preloaded, ``reuse``
-changes nothing and the record says so. ``minor_page_faults`` lets the protocol report the
+changes nothing and the record says so. ``FaultCounter`` lets the protocol report the
 faults per timed run, so a figure paid for in zeroed pages is visible, not guessed at.
 """
 
@@ -33,7 +33,12 @@ import ctypes
 import ctypes.util
 import os
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
+
+try:
+    import resource  # Unix only: the kernel's count of page faults
+except ImportError:  # Windows
+    resource = None
 
 from rtseg.errors import RtsegError
 from rtseg.options import ALLOCATORS, check_name
@@ -113,8 +118,30 @@ def allocator(policy: str = "reuse") -> Iterator[AllocatorRecord]:
 def minor_page_faults() -> int | None:
     """This process's minor page faults so far (pages the kernel had to map, zeroed, on first
     touch); None where the system does not count them (Windows)."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+class FaultCounter:
+    """A timing step (``() -> seconds``) that also counts the page faults of its calls. The count
+    is read outside the step, so the timed interval is the step's own."""
+
+    def __init__(self, step: Callable[[], float]):
+        self.step, self.calls, self.faults = step, 0, 0 if resource is not None else None
+
+    def __call__(self) -> float:
+        before = minor_page_faults()
+        seconds = self.step()
+        if before is not None:
+            self.faults += minor_page_faults() - before
+        self.calls += 1
+        return seconds
+
+
+def faults_record(record: AllocatorRecord, counters: Sequence[FaultCounter]) -> dict:
+    """``record`` with the page faults per call of ``counters`` (None where they are not counted)."""
+    calls = sum(c.calls for c in counters)
+    counted = calls and all(c.faults is not None for c in counters)
+    per_run = round(sum(c.faults for c in counters) / calls, 1) if counted else None
+    return {**record.as_dict(), "page_faults_per_run": per_run}

@@ -22,7 +22,7 @@ ROOT = Path(rtseg.__file__).resolve().parent
 # Lower numbers are lower layers; a module may import its own layer or below.
 LAYERS = {
     "rtseg": 0, "rtseg.errors": 0, "rtseg.atomic": 0, "rtseg.options": 0, "rtseg.runtime": 0,
-    "rtseg.checkpoint": 0, "rtseg.distributed": 0, "rtseg.normalisation": 0,
+    "rtseg.checkpoint": 0, "rtseg.distributed": 0, "rtseg.normalisation": 0, "rtseg.memory": 0,
     "rtseg.models": 1, "rtseg.data": 1,
     "rtseg.metrics": 2,
     "rtseg.training": 3,

@@ -10,7 +10,7 @@ import torch
 
 from rtseg.errors import RtsegError
 from rtseg.inference import Backend
-from rtseg.memory import ENVIRONMENT, AllocatorRecord, allocator, minor_page_faults
+from rtseg.memory import ENVIRONMENT, AllocatorRecord, FaultCounter, allocator, faults_record, minor_page_faults
 from rtseg.profiling.plain_program import program_environment
 from rtseg.profiling.speed import memory_warnings, precision_warnings
 
@@ -26,10 +26,10 @@ def _faults_of_fresh_tensors(rounds: int = 4, warmup: int = 12) -> float:
     rounds (glibc's free lists reach a steady state after about ten, as a model's warm-up does)."""
     for _ in range(warmup):
         torch.ones(_ELEMENTS)
-    before = minor_page_faults()
+    counter = FaultCounter(lambda: float(torch.ones(_ELEMENTS)[0]))
     for _ in range(rounds):
-        torch.ones(_ELEMENTS)
-    return (minor_page_faults() - before) / rounds
+        counter()
+    return faults_record(AllocatorRecord("any", False, ""), [counter])["page_faults_per_run"]
 
 
 def _in_heap(pointer: int) -> bool:
@@ -71,6 +71,16 @@ def test_a_deployment_gets_the_same_from_the_environment_the_plain_program_is_gi
     assert faults["reuse"] < 200 < faults["system"]
     assert all(program_environment("reuse")[name] == value for name, value in ENVIRONMENT.items())
     assert not set(ENVIRONMENT) & set(program_environment("system"))
+
+
+def test_the_faults_record_is_per_call_over_all_counters_and_none_where_not_counted():
+    counters = [FaultCounter(lambda: 0.0), FaultCounter(lambda: 0.0)]
+    counters[0].faults, counters[0].calls, counters[1].faults, counters[1].calls = 30, 2, 10, 2
+    record = faults_record(AllocatorRecord("reuse", True, "glibc mallopt"), counters)
+    assert record == {"policy": "reuse", "applied": True, "how": "glibc mallopt", "page_faults_per_run": 10.0}
+    counters[1].faults = None  # a system that does not count them
+    assert faults_record(AllocatorRecord("reuse", True, ""), counters)["page_faults_per_run"] is None
+    assert faults_record(AllocatorRecord("reuse", True, ""), [])["page_faults_per_run"] is None
 
 
 def test_a_preloaded_allocator_is_left_alone(monkeypatch):

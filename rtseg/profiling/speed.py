@@ -46,7 +46,7 @@ from torch import nn
 from rtseg.inference.backend import Backend
 from rtseg.inference.calibration import random_inputs
 from rtseg.inference.engines import build_runners
-from rtseg.memory import allocator, minor_page_faults
+from rtseg.memory import FaultCounter, allocator, faults_record
 from rtseg.profiling.flops import count_flops, count_params
 from rtseg.profiling.hardware import describe
 from rtseg.profiling.layers import profile_runner
@@ -230,9 +230,9 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
                 wait_until_idle()
                 warmups.append(settle(step, window=protocol.warmup_window, tolerance=protocol.warmup_tolerance,
                                       max_runs=protocol.max_warmup, max_seconds=protocol.max_warmup_seconds))
-            faults_before = minor_page_faults()
-            model_times, e2e_times = time_in_blocks(steps, protocol.runs, protocol.block)
-            faults_after = minor_page_faults()
+            counters = [FaultCounter(step) for step in steps]
+            model_times, e2e_times = time_in_blocks(counters, protocol.runs, protocol.block)
+            memory_record = faults_record(memory, counters)
             if protocol.measure_peak:
                 peaks.append(_peak(backend, protocol, threads))
             peak = combine_peaks(*peaks).as_dict() if peaks else None
@@ -241,8 +241,6 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
                 wait_until_idle()
                 layers = profile_runner(e2e_runner, x).with_peak((peak or {}).get("gflops_per_s")).as_dict()
         hardware = describe(device, threads)
-    faults = None if faults_before is None else (faults_after - faults_before) / (2 * protocol.runs)
-    memory_record = {**memory.as_dict(), "page_faults_per_run": None if faults is None else round(faults, 1)}
     model_stats, e2e_stats = TimingStats.from_seconds(model_times, batch), TimingStats.from_seconds(e2e_times, batch)
     return SpeedResult(
         model=getattr(model, "name", type(model).__name__), size=(int(size[0]), int(size[1])), batch=batch,
