@@ -2,11 +2,12 @@
 allocated again costs no fresh pages; without it glibc hands back and faults in every one.
 Page faults are counted by the kernel, not timed, so these assertions do not depend on load."""
 
+import json
+import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from rtseg.errors import RtsegError
 from rtseg.inference import Backend
@@ -21,19 +22,24 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or minor_page_fa
 _ELEMENTS = 16 * 1024 * 1024
 
 
-def _faults_of_fresh_tensors(rounds: int = 4, warmup: int = 12) -> float:
-    """Page faults per round of allocating, touching and freeing a 64 MiB tensor, after ``warmup``
-    rounds (glibc's free lists reach a steady state after about ten, as a model's warm-up does)."""
-    for _ in range(warmup):
-        torch.ones(_ELEMENTS)
-    counter = FaultCounter(lambda: float(torch.ones(_ELEMENTS)[0]))
+# Run in a child process: glibc raises its mmap threshold after large frees, so in a process
+# that has already freed large tensors (this test suite) "system" may fault nothing at all;
+# only a fresh heap has glibc's defaults, the state a deployed program starts from.
+_REUSE_AGAINST_SYSTEM = """
+import json, torch
+from rtseg.memory import AllocatorRecord, FaultCounter, allocator, faults_record
+
+ELEMENTS = 16 * 1024 * 1024
+
+def faults_of_fresh_tensors(rounds=4, warmup=12):
+    for _ in range(warmup):  # glibc's free lists reach a steady state after about ten rounds
+        torch.ones(ELEMENTS)
+    counter = FaultCounter(lambda: float(torch.ones(ELEMENTS)[0]))
     for _ in range(rounds):
         counter()
     return faults_record(AllocatorRecord("any", False, ""), [counter])["page_faults_per_run"]
 
-
-def _in_heap(pointer: int) -> bool:
-    """Whether ``pointer`` lies in the process's brk heap (not in a block of its own from mmap)."""
+def in_heap(pointer):
     with open("/proc/self/maps") as maps:
         for line in maps:
             if line.rstrip().endswith("[heap]"):
@@ -41,21 +47,32 @@ def _in_heap(pointer: int) -> bool:
                 return start <= pointer < end
     return False
 
+with allocator("system") as record:
+    system_applied = record.applied
+    system = faults_of_fresh_tensors()
+with allocator("reuse") as record:
+    reuse_applied, reuse_policy = record.applied, record.policy
+    reused = faults_of_fresh_tensors()
+    kept_in_heap = in_heap(torch.empty(2 * ELEMENTS).data_ptr())
+# glibc's settings are back: a large block that no kept chunk holds is a mapping of its own again
+restored = not in_heap(torch.empty(8 * ELEMENTS).data_ptr())
+print(json.dumps(dict(system_applied=system_applied, system=system, reuse_applied=reuse_applied,
+                      reuse_policy=reuse_policy, reused=reused, kept_in_heap=kept_in_heap, restored=restored)))
+"""
+
 
 @glibc
 def test_reuse_keeps_a_freed_large_tensor_in_the_process_and_system_does_not():
+    env = {name: value for name, value in os.environ.items() if name not in ENVIRONMENT}
+    result = json.loads(subprocess.run([sys.executable, "-c", _REUSE_AGAINST_SYSTEM], env=env,
+                                       capture_output=True, text=True, check=True).stdout)
     pages = _ELEMENTS * 4 / 4096
-    with allocator("system") as record:
-        assert not record.applied
-        system = _faults_of_fresh_tensors()
-    with allocator("reuse") as record:
-        assert record.applied and record.policy == "reuse"
-        reused = _faults_of_fresh_tensors()
-        assert _in_heap(torch.empty(2 * _ELEMENTS).data_ptr())
-    assert system > 0.5 * pages  # every round touched fresh pages
-    assert reused < 0.01 * pages
-    # glibc's settings are back: a large block that no kept chunk holds is a mapping of its own again
-    assert not _in_heap(torch.empty(8 * _ELEMENTS).data_ptr())
+    assert not result["system_applied"]
+    assert result["reuse_applied"] and result["reuse_policy"] == "reuse"
+    assert result["system"] > 0.5 * pages  # every round touched fresh pages
+    assert result["reused"] < 0.01 * pages
+    assert result["kept_in_heap"]
+    assert result["restored"]
 
 
 @glibc
