@@ -41,6 +41,15 @@ def cpu_flags() -> list[str]:
     return []
 
 
+# CPU flags of native bfloat16 arithmetic (x86 AVX512-BF16 / AMX, Arm's BF16 extension).
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def has_native_bf16(flags: list[str] | None = None) -> bool:
+    """Whether the CPU computes in bfloat16; without it oneDNN emulates bf16, far slower than fp32."""
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (cgroup/affinity aware), not the machine's total."""
     try:

@@ -48,7 +48,7 @@ from rtseg.inference.calibration import random_inputs
 from rtseg.inference.engines import build_runners
 from rtseg.memory import FaultCounter, allocator, faults_record
 from rtseg.profiling.flops import count_flops, count_params
-from rtseg.profiling.hardware import describe
+from rtseg.profiling.hardware import describe, has_native_bf16
 from rtseg.profiling.layers import profile_runner
 from rtseg.profiling.roofline import Peak, combine_peaks
 from rtseg.profiling.roofline import measure_peak as matmul_peak
@@ -189,14 +189,9 @@ def memory_warnings(memory: dict) -> list[str]:
     return [f"{cost} although freed memory was to be kept ({memory.get('how')}): the figure includes them"]
 
 
-# CPU flags of native bfloat16 arithmetic (x86 AVX512-BF16 / AMX, Arm's BF16 extension).
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-
-
 def precision_warnings(precision: str, device: str, hardware: dict) -> list[str]:
     """bf16 on a CPU without bf16 instructions: oneDNN emulates it, so the figure is no bf16 figure."""
-    flags = hardware.get("cpu_flags") or []
-    if precision != "bf16" or device != "cpu" or any(flag in flags for flag in _BF16_FLAGS):
+    if precision != "bf16" or device != "cpu" or has_native_bf16(hardware.get("cpu_flags") or []):
         return []
     return [f"this CPU ({hardware.get('cpu')}, {hardware.get('torch_cpu_capability')}) has no bfloat16 "
             f"instructions: PyTorch converts to and from bf16 around emulated kernels, which is usually far "

@@ -1,0 +1,20 @@
+"""benchmarks/bench_speed.py's choice of settings (what it times, not how fast)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_speed  # noqa: E402
+
+
+def test_bf16_is_not_timed_by_default_where_the_cpu_only_emulates_it(capsys):
+    zen2 = bench_speed.default_settings(["avx2"])
+    assert "eager-bf16" not in zen2 and "compile-bf16" not in zen2
+    assert "compile-fp32" in zen2 and "onnxruntime-int8" in zen2
+    assert "no bfloat16 instructions" in capsys.readouterr().err
+    assert bench_speed.default_settings(["avx2", "avx512f", "avx512_bf16"]) == list(bench_speed.DEFAULT_SETTINGS)
+
+
+def test_a_bf16_setting_named_on_the_command_line_is_timed_on_any_cpu():
+    args = bench_speed.parse_args(["--models", "enet", "--settings", "eager-bf16"])
+    assert args.settings == ["plain", "eager-bf16"]  # plain is always the reference
