@@ -19,7 +19,11 @@ jemalloc or tcmalloc (``LD_PRELOAD``) or with two glibc settings, which is what 
   environment ``ENVIRONMENT`` (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``).
   The price is memory: glibc's free lists settle after about ten runs, holding a few times the
   largest tensor (about 500 MB more for 64 MiB blocks), which the block returns when it ends.
-- ``system``: the allocator as the process has it, for comparison.
+- ``system``: the allocator as the process has it, for comparison. "As the process has it"
+  depends on its past: a free chunk that a ``reuse`` block left inside the heap (``malloc_trim``
+  gives back its pages, not its place) or a raised mmap threshold can serve a large tensor
+  without a fresh mapping, so only a fresh process shows glibc's defaults for certain
+  (tests/test_memory.py compares the two policies in a child process for that reason).
 
 Where glibc's ``mallopt`` is missing (macOS, musl) or jemalloc/tcmalloc is preloaded, ``reuse``
 changes nothing and the record says so. ``FaultCounter`` lets the protocol report the
