@@ -31,3 +31,14 @@ def test_plain_session_program_times_each_run_of_the_graph():
 def test_a_failing_plain_program_says_which_and_why():
     with pytest.raises(RuntimeError, match="plain PyTorch program failed.*nosuch"):
         plain_torch_seconds("nosuch", torch.randn(1, 3, 8, 8), threads=1, warmup=0, runs=1)
+
+
+def test_the_plain_program_gets_the_variables_it_is_given_beside_the_allocators():
+    from rtseg.memory import ENVIRONMENT
+    from rtseg.profiling import plain_program
+
+    program = "import json, os; print(json.dumps([os.environ.get(n, '-') for n in ('THP_MEM_ALLOC_ENABLE', %r)]))"
+    name = next(iter(ENVIRONMENT))
+    assert plain_program._run(program % name, [], 60, "test", "system", {"THP_MEM_ALLOC_ENABLE": "1"}) == ["1", "-"]
+    expected = "-" if plain_program.preloaded_allocator() else ENVIRONMENT[name]  # a preloaded one is left alone
+    assert plain_program._run(program % name, [], 60, "test", "reuse")[1] == expected

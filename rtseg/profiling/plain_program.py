@@ -84,18 +84,20 @@ print(json.dumps(seconds))
 
 
 def plain_torch_seconds(model_name: str, x, threads: int, settings: dict | None = None, *, warmup: int = 5,
-                        runs: int = 20, timeout: float = 900.0, allocator: str = "reuse") -> list[float]:
+                        runs: int = 20, timeout: float = 900.0, allocator: str = "reuse",
+                        environment: dict[str, str] | None = None) -> list[float]:
     """Seconds of each of ``runs`` timed end-to-end calls in a process of its own: with ``settings``
     None ``create_model(model_name).eval()`` and ``model(x).argmax(1)``, as a user writes it;
     otherwise the end-to-end runner of ``Backend(**settings)`` in a plain loop (random weights:
-    the speed of these engines does not depend on them)."""
+    the speed of these engines does not depend on them). ``environment`` adds variables to the
+    process's (a deployment setting read when torch loads, such as ``THP_MEM_ALLOC_ENABLE``)."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="rtseg-plain-") as work:
         data_path = Path(work) / "input.pt"
         torch.save(torch.as_tensor(x, dtype=torch.float32).contiguous(), data_path)
         return _run(_TORCH_PROGRAM, [model_name, str(data_path), str(threads), str(warmup), str(runs),
-                                     json.dumps(settings)], timeout, "PyTorch", allocator)
+                                     json.dumps(settings)], timeout, "PyTorch", allocator, environment)
 
 
 def program_environment(allocator: str) -> dict[str, str]:
@@ -109,9 +111,10 @@ def program_environment(allocator: str) -> dict[str, str]:
     return environment
 
 
-def _run(program: str, arguments: list[str], timeout: float, what: str, allocator: str) -> list[float]:
+def _run(program: str, arguments: list[str], timeout: float, what: str, allocator: str,
+         environment: dict[str, str] | None = None) -> list[float]:
     done = subprocess.run([sys.executable, "-c", program, *arguments], capture_output=True, text=True,
-                          timeout=timeout, check=False, env=program_environment(allocator))
+                          timeout=timeout, check=False, env={**program_environment(allocator), **(environment or {})})
     if done.returncode != 0:
         raise RuntimeError(f"the plain {what} program failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
