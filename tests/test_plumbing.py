@@ -193,3 +193,17 @@ def test_int8_calibration_reads_a_datasets_images_never_its_labels(tmp_path, lay
     found = find_images(tmp_path)
     assert len(found) == 2  # the train split's two images
     assert all("annot" not in p.parent.name and "gtFine" not in p.parts and "labels" not in p.parts for p in found)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_class_indices_is_argmax_exactly_with_ties_and_nan(dtype, layout):
+    from rtseg.data.processing import class_indices
+
+    torch.manual_seed(0)
+    scores = torch.randint(0, 3, (2, 19, 16, 24)).to(dtype)  # three values over 19 classes: ties everywhere
+    scores[0, 7, 1, 1] = float("nan")
+    scores[1, 3:, 2, 2] = float("nan")
+    scores = scores.contiguous(memory_format=layout)
+    assert torch.equal(class_indices(scores), scores.argmax(1))
+    assert class_indices(scores)[0, 1, 1] == 7 and class_indices(scores)[1, 2, 2] == 3  # NaN wins, first one
