@@ -725,3 +725,26 @@ def test_predictor_int8_needs_calibration(tiny_net):
     tiny = tiny_net
     with pytest.raises(RtsegError, match="calibration"):
         Predictor(tiny, Backend("onnxruntime", "int8"))
+
+
+def test_a_conv_is_timed_with_what_it_calls_so_no_kind_beats_the_peak(tiny_net):
+    """The profiler puts a convolution's FLOPs on its outer op and its time on the inner one;
+    counted op by op, a kind got FLOPs with a fraction of its time (a grouped conv at 125 % of
+    the peak on an AVX-512 EPYC). Rated against the whole frame's rate, no kind may be faster
+    than the model as a whole by more than the share of time it is not given."""
+    from rtseg.profiling.layers import profile_runner
+    from rtseg.profiling.speed import layer_warnings
+
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend("eager", threads=1))
+    profile = profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=3)
+    conv_kinds = [k for k in profile.kinds if k.gflops > 0]
+    assert conv_kinds and all(k.ms_per_run > 0 for k in conv_kinds)
+    total_ms = sum(k.ms_per_run for k in profile.kinds)
+    assert sum(k.ms_per_run for k in conv_kinds) > 0.2 * total_ms  # the kernels' time sits with the convs
+    rated = profile.with_peak(max(k.gflops_per_s for k in conv_kinds) / 2).as_dict()  # a peak every conv beats
+    from rtseg.profiling.layers import KindTime, LayerProfile
+
+    beaten = LayerProfile("eager", "fp32", 3, [KindTime("grouped conv", 10.0, 1.0, 44, 2.5, 250.0)]).with_peak(200.0)
+    assert "fault" in beaten.table() and "125" not in beaten.table()  # never printed as a figure
+    assert layer_warnings(rated) and "measurement fault" in layer_warnings(rated)[0]
+    assert layer_warnings(profile.with_peak(1e9).as_dict()) == []

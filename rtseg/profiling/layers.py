@@ -70,7 +70,9 @@ class LayerProfile:
                  f"{'of peak':>8s}"]
         for k in self.kinds:
             rate = f"{k.gflops_per_s:8.1f}" if k.gflops_per_s and k.gflops >= 1e-3 else f"{'-':>8s}"
-            eff = f"{100 * k.efficiency:7.1f}%" if k.efficiency is not None and k.gflops >= 1e-3 else f"{'-':>8s}"
+            eff = f"{'-':>8s}"
+            if k.efficiency is not None and k.gflops >= 1e-3:  # above the peak: a measurement fault, no figure
+                eff = f"{100 * k.efficiency:7.1f}%" if k.efficiency <= 1.0 else f"{'fault':>8s}"
             lines.append(f"{k.kind:32s} {k.ms_per_run:8.2f} {100 * k.share:6.1f}% {k.nodes:6d} {k.gflops:7.2f} "
                          f"{rate} {eff}")
         return "\n".join(lines)
@@ -215,9 +217,32 @@ def _torch_kind(name: str, shapes) -> tuple[str, float]:
     return ELEMENTWISE, 0.0
 
 
+def _is_conv(name: str) -> bool:
+    return "conv" in name
+
+
+def _inside_conv(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if _is_conv(parent.name):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def _subtree_flops(event) -> float:
+    """The FLOPs the profiler gave a convolution: on its outer op or on one of the ops it calls
+    (``aten::conv2d`` -> ``aten::convolution`` -> ``aten::mkldnn_convolution``); the largest, not
+    the sum, since more than one level may carry the same count."""
+    return max([float(event.flops or 0)] + [_subtree_flops(child) for child in event.cpu_children])
+
+
 def profile_torch(runner: Runner, x: torch.Tensor, runs: int = 20, *, warmup: int = 5) -> LayerProfile:
-    """Per-kind time of a PyTorch runner, from ``torch.profiler``'s CPU operator times (self time, so
-    nested operators are not counted twice); FLOPs from the profiler's own counter."""
+    """Per-kind time of a PyTorch runner from ``torch.profiler``'s CPU operators. A convolution is
+    its outermost op with everything it calls (inclusive time, and the FLOPs found anywhere in
+    it): the FLOPs sit on the outer op and the time on the inner one that runs the kernel, so
+    counting ops one by one split them (a kind with FLOPs but a fraction of its time, above the
+    machine's peak). Every other op counts its self time; nothing is counted twice."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(warmup):
@@ -226,14 +251,20 @@ def profile_torch(runner: Runner, x: torch.Tensor, runs: int = 20, *, warmup: in
         for _ in range(runs):
             runner(x)
     per_kind: dict[str, list] = defaultdict(lambda: [0.0, 0, 0.0])
-    for event in prof.key_averages(group_by_input_shape=True):
-        if event.self_cpu_time_total <= 0:
+    for event in prof.events():
+        if _inside_conv(event):
+            continue  # inside a convolution's inclusive time
+        conv = _is_conv(event.name)
+        micros = event.cpu_time_total if conv else event.self_cpu_time_total
+        if micros <= 0:
             continue
-        kind, _ = _torch_kind(event.key, event.input_shapes)
+        kind, _ = _torch_kind(event.name, event.input_shapes)
         record = per_kind[kind]
-        record[0] += event.self_cpu_time_total
+        record[0] += micros
         record[1] += 1
-        record[2] += float(event.flops or 0)
+        record[2] += _subtree_flops(event) if conv else float(event.flops or 0)
+    for record in per_kind.values():
+        record[1] = max(1, round(record[1] / runs))  # ops per run
     return _summarise(runner.engine, runner.precision, runs, per_kind)
 
 

@@ -189,6 +189,16 @@ def memory_warnings(memory: dict) -> list[str]:
     return [f"{cost} although freed memory was to be kept ({memory.get('how')}): the figure includes them"]
 
 
+def layer_warnings(layers: dict | None) -> list[str]:
+    """A kind of layer profiled above the machine's peak: a measurement fault (its time or its
+    FLOPs are mis-attributed, or the peak is low), so its efficiency is not given as a figure."""
+    if not layers:
+        return []
+    return [f"profile: {k['kind']} at {k['gflops_per_s']:.0f} GFLOP/s is above the measured peak "
+            f"({layers['peak_gflops_per_s']:.0f} GFLOP/s): a measurement fault, its efficiency is not reported"
+            for k in layers.get("kinds", []) if (k.get("efficiency") or 0) > 1.0]
+
+
 def precision_warnings(precision: str, device: str, hardware: dict) -> list[str]:
     """bf16 on a CPU without bf16 instructions: oneDNN emulates it, so the figure is no bf16 figure."""
     if precision != "bf16" or device != "cpu" or has_native_bf16(hardware.get("cpu_flags") or []):
@@ -248,7 +258,7 @@ def measure_speed(model: nn.Module, size: tuple[int, int], backend: Backend | No
         peak=peak, hardware=hardware,
         settings={**model_runner.details, "allocator": memory_record, "protocol": protocol.as_dict()},
         warnings=(timing_warnings(model_stats, e2e_stats, model_runner.details) + memory_warnings(memory_record)
-                  + precision_warnings(backend.precision, device, hardware)), layers=layers)
+                  + precision_warnings(backend.precision, device, hardware) + layer_warnings(layers)), layers=layers)
 
 
 def _peak(backend: Backend, protocol: TimingProtocol, threads: int) -> Peak:
