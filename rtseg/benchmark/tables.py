@@ -151,8 +151,9 @@ def table2(results: dict, with_published: bool = True) -> Table:
     table.notes.append("Model only: normalised image tensor in, logits out. End-to-end: the same tensor in, "
                        "label map out (argmax included). Efficiency: achieved FLOP/s (model only) over this "
                        "machine's matrix-multiply peak in the same precision (best of several trials, before and after the "
-                       "timing); \"fault\" marks a model that beat that peak: the peak was measured while the "
-                       "machine was busier, so no efficiency is given.")
+                       "timing); \"fault\" marks a model that beat that peak, a measurement fault (the peak's trials "
+                       "ran on a busier machine, or the model's convolutions have a faster kernel than the "
+                       "matrix multiply), so no efficiency is given.")
     return table
 
 
