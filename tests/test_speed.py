@@ -515,7 +515,7 @@ def test_measure_speed_records_the_protocol(tiny_net):
     assert record["engine"] == "eager" and record["precision"] == "fp32" and record["threads"] == 1
     assert record["end_to_end"]["runs"] == record["model_only"]["runs"] == 3
     assert record["fps"] == pytest.approx(result.end_to_end.fps_median, rel=1e-3)
-    assert record["latency_ms"] == pytest.approx(result.end_to_end.latency_median_ms, rel=1e-3)
+    assert record["latency_ms"] == pytest.approx(result.end_to_end.latency_median_ms, rel=1e-3, abs=0.005)  # 2 decimals
     assert record["gflops"] == pytest.approx(rtseg.profiling.flops.count_flops(tiny, SIZE) / 1e9, rel=1e-3)
     # efficiency = achieved FLOP/s / measured peak, or a fault when the tiny peak matrix was beaten
     ratio = record["gflops"] * record["fps_model"] / record["peak_gflops_per_s"]
@@ -559,7 +559,8 @@ def test_speed_command_prints_one_json_object():
     record = json.loads(out.getvalue())
     assert EXPECTED_KEYS <= set(record)
     assert record["end_to_end"]["runs"] >= 20 and record["size"] == "32x64"
-    assert record["peak"]["method"] == "torch.mm" and record["peak_gflops_per_s"] > 0
+    assert record["peak"]["method"] in ("torch.mm", "torch conv2d 3x3 256ch channels_last") and record["peak_gflops_per_s"] > 0
+    assert set(record["peak"]["candidates"]) == {"torch", "conv"}
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -580,7 +581,10 @@ def test_speed_command_errors_are_one_line(argv, message):
 
 def test_matmul_peak_is_the_best_of_its_trials_over_sizes():
     fp32 = measure_peak("fp32", sizes=(32, 64), runs=2, trials=3)
-    assert fp32.method == "torch.mm" and fp32.sizes == (32, 64) and fp32.matrix in (32, 64)
+    assert set(fp32.candidates) == {"torch", "conv"}  # a matrix multiply and, on the CPU, a convolution
+    assert fp32.gflops_per_s == pytest.approx(max(fp32.candidates.values()), abs=0.01)
+    assert fp32.method in ("torch.mm", "torch conv2d 3x3 256ch channels_last")
+    assert fp32.sizes == (32, 64) and fp32.matrix in (32, 64)
     assert len(fp32.trials) == 3 and fp32.gflops_per_s == max(fp32.trials)
     assert fp32.spread == pytest.approx((max(fp32.trials) - min(fp32.trials)) / max(fp32.trials))
     record = fp32.as_dict()
@@ -601,10 +605,27 @@ def test_peak_climbs_to_larger_sizes_only_while_a_call_is_short(monkeypatch):
     def fake(precision, device, n, runs):
         measured.append(n)
         return float(n), n / 1000  # GFLOP/s, seconds: 64 -> 0.064 s, 256 -> 0.256 s
+    def fake_conv(precision, device, n, runs):
+        measured.append(-n)
+        return n / 2, n / 1000  # slower than the multiply here
+
     monkeypatch.setattr(roofline, "_torch_matmul", fake)
+    monkeypatch.setattr(roofline, "_torch_conv", fake_conv)
     peak = measure_peak("fp32", sizes=(256, 64, 1024), trials=2, max_call_seconds=0.1)
-    assert measured == [64, 256] * 2  # 1024 is never tried: a 256 call already took too long
+    assert measured == [64, 256, -64, -256] * 2  # 1024 is never tried: a 256 call already took too long
     assert peak.gflops_per_s == 256.0 and peak.matrix == 256 and peak.trials == [256.0, 256.0]
+    assert peak.method == "torch.mm" and peak.candidates == {"torch": 256.0, "conv": 128.0}
+
+
+def test_a_convolution_faster_than_the_multiply_is_the_float_peak(monkeypatch):
+    """On an AMD EPYC Zen 5 oneDNN's convolutions beat torch.mm, so models beat a multiply-only peak."""
+    from rtseg.profiling import roofline
+
+    monkeypatch.setattr(roofline, "_torch_matmul", lambda precision, device, n, runs: (180.0, 0.01))
+    monkeypatch.setattr(roofline, "_torch_conv", lambda precision, device, n, runs: (240.0, 0.01))
+    peak = measure_peak("fp32", sizes=(64,), trials=1)
+    assert peak.gflops_per_s == 240.0 and peak.method.startswith("torch conv2d")
+    assert "conv" not in roofline._kernels("int8", "cpu", 1) and "conv" not in roofline._kernels("fp32", "cuda", 1)
 
 
 def test_combined_peak_keeps_the_best_and_every_trial():

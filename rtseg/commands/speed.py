@@ -64,12 +64,12 @@ def format_result(result: SpeedResult) -> str:
     peak = result.peak or {}
     if peak.get("gflops_per_s"):
         spread = f", trials spread {100 * peak['spread']:.0f}%" if peak.get("spread") is not None else ""
-        line += (f"; {result.precision} matmul peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}, "
+        line += (f"; {result.precision} peak {peak['gflops_per_s']:.0f} GFLOP/s ({peak['method']}, "
                  f"best of {len(peak.get('trials', []))} trials{spread}) -> ")
         line += (f"efficiency {100 * result.efficiency:.1f}%" if result.efficiency is not None
                  else "efficiency: MEASUREMENT FAULT (the model beat the peak)")
     elif result.peak is not None:
-        line += f"; {result.precision} matmul peak n/a"
+        line += f"; {result.precision} peak n/a"
     lines.append(line)
     if result.efficiency_fault:
         lines.append(f"  {result.efficiency_fault}")

@@ -3,9 +3,11 @@
 A model's efficiency is its achieved FLOP/s over what this machine reaches on the friendliest
 workload there is, a large square matrix multiply in the same precision. Measured in the
 same run as the model, it tells a slow model (low efficiency) from a slow or busy machine
-(low peak). fp32/bf16/fp16 use ``torch.mm``; int8 uses ``torch._int_mm`` (int8 x int8 -> int32)
-and ONNX Runtime's ``MatMulInteger`` (uint8 x int8, the pairing its quantized convolutions
-use) and keeps the faster, since each engine has its own int8 kernels.
+(low peak). fp32/bf16/fp16 use ``torch.mm`` and, on the CPU, a large 3x3 convolution in
+channels_last (oneDNN's direct convolution kernels: on an AMD EPYC Zen 5 they sustained more
+than ``torch.mm``, so a peak of matrix multiplies alone was beaten by models' convolutions);
+int8 uses ``torch._int_mm`` (int8 x int8 -> int32) and ONNX Runtime's ``MatMulInteger``
+(uint8 x int8, the pairing its quantized convolutions use). The fastest kernel is the peak.
 
 A peak is only an upper bound if it is measured well: one multiply of one size, taken while
 another thread pool spins, came out below what models sustain (efficiencies of 137-180 %).
@@ -95,6 +97,22 @@ def _torch_matmul(precision: str, device: str, n: int, runs: int) -> tuple[float
     return 2 * n ** 3 / seconds / 1e9, seconds
 
 
+_CONV_CHANNELS = 256
+
+
+def _torch_conv(precision: str, device: str, n: int, runs: int) -> tuple[float, float]:
+    """A 3x3, 256 -> 256 channel convolution on an (n/8) x (n/8) map, channels_last (n: the
+    ladder's matrix size; 1024 is 19 GFLOPs a call, as long as that multiply's 2)."""
+    side = max(8, n // 8)
+    dtype = _FLOAT_DTYPES[precision]
+    x = torch.randn(1, _CONV_CHANNELS, side, side, dtype=dtype, device=device)
+    w = torch.randn(_CONV_CHANNELS, _CONV_CHANNELS, 3, 3, dtype=dtype, device=device)
+    x, w = x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        seconds = _time(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, runs)
+    return 2 * side * side * _CONV_CHANNELS * _CONV_CHANNELS * 9 / seconds / 1e9, seconds
+
+
 def _onnxruntime_int8_matmul(n: int, runs: int, threads: int | None) -> tuple[float, float]:
     import numpy as np
     import onnxruntime as ort
@@ -123,6 +141,8 @@ def _kernels(precision: str, device: str, threads: int | None) -> dict:
     if precision == "int8" and device == "cpu":
         kernels["onnxruntime"] = ("onnxruntime MatMulInteger (u8 x s8)",
                                   lambda n, runs: _onnxruntime_int8_matmul(n, runs, threads))
+    if precision in _FLOAT_DTYPES and device == "cpu":
+        kernels["conv"] = ("torch conv2d 3x3 256ch channels_last", lambda n, runs: _torch_conv(precision, device, n, runs))
     return kernels
 
 
