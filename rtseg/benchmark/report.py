@@ -151,7 +151,7 @@ def hardware_text(results: dict) -> str:
     if peaks:
         spreads = [s["peak_spread"] for s in peaks if s.get("peak_spread") is not None]
         spread = (f", trials spread {100 * min(spreads):.0f} to {100 * max(spreads):.0f} %" if spreads else "")
-        parts.append(f"matrix-multiply peak {min(s['peak_gflops_per_s'] for s in peaks):.0f} to "
+        parts.append(f"peak {min(s['peak_gflops_per_s'] for s in peaks):.0f} to "
                      f"{max(s['peak_gflops_per_s'] for s in peaks):.0f} GFLOP/s "
                      f"({peaks[0].get('precision', '?')}, measured around each model's timing{spread})")
         faults = sum(1 for s in peaks if s.get("efficiency_fault"))

@@ -150,10 +150,10 @@ def table2(results: dict, with_published: bool = True) -> Table:
                        "auxiliary, boundary or detail heads left out; results.csv also has all of them).")
     table.notes.append("Model only: normalised image tensor in, logits out. End-to-end: the same tensor in, "
                        "label map out (argmax included). Efficiency: achieved FLOP/s (model only) over this "
-                       "machine's matrix-multiply peak in the same precision (best of several trials, before and after the "
-                       "timing); \"fault\" marks a model that beat that peak, a measurement fault (the peak's trials "
-                       "ran on a busier machine, or the model's convolutions have a faster kernel than the "
-                       "matrix multiply), so no efficiency is given.")
+                       "machine's peak in the same precision (the faster of a matrix multiply and, on a CPU, a large "
+                       "convolution; best of several trials, before and after the timing); \"fault\" marks a model "
+                       "that beat that peak, a measurement fault (the peak's trials ran on a busier machine or missed "
+                       "a faster kernel), so no efficiency is given.")
     return table
 
 

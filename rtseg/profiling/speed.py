@@ -6,7 +6,7 @@ Protocol (``measure_speed``):
    see ``rtseg.inference``) and builds two runners on the same weights: *model only*
    (normalised image tensor in, logits out) and *end-to-end* (the same tensor in, the
    ``[N,H,W]`` label map out: forward pass plus argmax over classes).
-2. Roofline, before: the machine's matrix-multiply peak for the precision
+2. Roofline, before: the machine's peak for the precision (matrix multiply, convolution on CPU)
    (``rtseg.profiling.roofline``: the best of ``peak_trials`` trials over a ladder of sizes,
    with the run's threads).
 3. Warm-up: each runner runs until its timings settle, i.e. the median of the last
@@ -161,8 +161,8 @@ def efficiency_fault(achieved: float, peak: float | None, precision: str) -> str
     if not peak or achieved <= peak:
         return None
     return (f"measurement fault: the model achieved {achieved:.1f} GFLOP/s, above the measured {precision} "
-            f"matrix-multiply peak of {peak:.1f} GFLOP/s, so that peak was measured while the machine was "
-            f"busier; no efficiency is given")
+            f"peak of {peak:.1f} GFLOP/s: the peak's trials ran on a busier machine or missed this CPU's fastest "
+            f"kernel; no efficiency is given")
 
 
 def timing_warnings(model_only: TimingStats, end_to_end: TimingStats, details: dict) -> list[str]:
