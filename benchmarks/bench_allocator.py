@@ -27,6 +27,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from rtseg.atomic import atomic_open
+from rtseg.commands.arguments import size_argument
+from rtseg.profiling import plain_program
+from rtseg.profiling.hardware import describe
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import SETTINGS  # noqa: E402  (the settings' definitions, one place)
 
@@ -37,8 +42,6 @@ VARIANTS = {"system": ("system", {}), "reuse": ("reuse", {}),
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from rtseg.commands.arguments import size_argument
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
     parser.add_argument("--settings", default="plain,eager-fp32",
@@ -73,8 +76,6 @@ def measure(args) -> list[dict]:
     import torch
     from tqdm import tqdm
 
-    from rtseg.profiling.plain_program import plain_torch_seconds
-
     x = torch.randn(1, 3, *args.size)
     entries = [dict(model=m, setting=s, fps={v: [] for v in args.variants}) for m in args.models
                for s in args.settings]
@@ -84,7 +85,7 @@ def measure(args) -> list[dict]:
                 order = args.variants if round_number % 2 == 0 else args.variants[::-1]
                 for variant in order:
                     policy, environment = VARIANTS[variant]
-                    seconds = plain_torch_seconds(entry["model"], x, args.threads, program_settings(entry["setting"]),
+                    seconds = plain_program.plain_torch_seconds(entry["model"], x, args.threads, program_settings(entry["setting"]),
                                                   runs=args.runs, allocator=policy, environment=environment)
                     entry["fps"][variant].append(1.0 / statistics.median(seconds))
                     progress.update()
@@ -113,9 +114,6 @@ def report(entries: list[dict], args, hardware: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rtseg.atomic import atomic_open
-    from rtseg.profiling.hardware import describe
-
     hardware = describe("cpu", args.threads)
     entries = measure(args)
     print(report(entries, args, hardware))

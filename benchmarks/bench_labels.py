@@ -17,6 +17,11 @@ import statistics
 import sys
 import time
 
+import torch
+
+from rtseg.data.processing import class_indices
+from rtseg.profiling.hardware import describe
+
 
 def _median_ms(step, tensor, runs: int) -> float:
     step(tensor)  # untimed: first touch of the output
@@ -29,11 +34,6 @@ def _median_ms(step, tensor, runs: int) -> float:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from rtseg.data.processing import class_indices
-    from rtseg.profiling.hardware import describe
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from rtseg.profiling.hardware import has_native_bf16
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_report  # noqa: E402  (benchmarks/speed_report.py: tables and goals)
 
@@ -131,8 +133,6 @@ def default_settings(flags: list[str] | None = None) -> list[str]:
     """DEFAULT_SETTINGS, without bf16 on a CPU that only emulates it: at about 0.4 FPS (a Zen 2
     EPYC) its warm-up alone takes minutes, for a figure that says nothing about bf16 hardware.
     Named in --settings, a bf16 setting is still timed, and its result says it was emulated."""
-    from rtseg.profiling.hardware import has_native_bf16
-
     if has_native_bf16(flags):
         return list(DEFAULT_SETTINGS)
     dropped = [s for s in DEFAULT_SETTINGS if SETTINGS[s]["precision"] == "bf16"]
