@@ -491,6 +491,22 @@ def test_layer_profile_sorts_the_time_into_kinds(tiny_net, engine):
     assert "stem conv" in rated.table()
 
 
+@pytest.mark.parametrize("engine", ["eager", "compile"])
+def test_layer_profile_counts_the_flops_of_transposed_convolutions(tiny_net, engine):
+    """torch.profiler counts no FLOPs for a transposed convolution: the up-sampling layers (half of
+    SkipNet-ShuffleNet's folded eager time at 512x1024) had no GFLOPs and no efficiency."""
+    from rtseg.inference.int8_layers import UPSAMPLING
+    from rtseg.profiling.flops import count_flops
+    from rtseg.profiling.layers import profile_runner
+
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    kinds = {k.kind: k for k in profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=2).kinds}
+    up_flops = count_flops(tiny_net, SIZE) - count_flops(nn.Sequential(tiny_net.down, tiny_net.score), SIZE)
+    assert up_flops == 2 * 19 * (SIZE[0] // 2) * (SIZE[1] // 2) * 19 * 4 * 4
+    assert kinds[UPSAMPLING].gflops == pytest.approx(up_flops / 1e9, rel=1e-6)
+    assert kinds[UPSAMPLING].gflops_per_s > 0
+
+
 def test_onnxruntime_profile_counts_only_the_timed_runs():
     from rtseg.profiling.layers import timed_runs_start
 

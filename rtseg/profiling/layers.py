@@ -202,9 +202,14 @@ def _conv_kind_of(group: int, weight_shape) -> str:
 
 
 def _torch_kind(name: str, shapes) -> tuple[str, float]:
-    """Kind and FLOPs of one torch.profiler event (convolutions from their input shapes)."""
+    """Kind of one torch.profiler event (convolutions from their input shapes), and the FLOPs the
+    profiler leaves out: it counts none for a transposed convolution (``aten::conv_transpose2d``,
+    inductor's ``mkldnn::_convolution_transpose_pointwise``), which were the up-sampling layers'
+    GFLOPs, so their efficiency went unreported; they are counted here from the input and weight
+    shapes with ``torch.utils.flop_counter``'s rule (2 x input elements x the weight's
+    ``out / groups x kernel area``, as ``count_flops`` counts them)."""
     if "conv" in name and "transpose" in name:
-        return UPSAMPLING, 0.0
+        return UPSAMPLING, _transposed_conv_flops(shapes)
     if "conv" in name and shapes and len(shapes) > 1 and len(shapes[0]) == 4 and len(shapes[1]) == 4:
         x_shape, w_shape = shapes[0], shapes[1]
         group = max(1, x_shape[1] // max(1, w_shape[1]))
@@ -215,6 +220,17 @@ def _torch_kind(name: str, shapes) -> tuple[str, float]:
     if base in _MOVES:
         return PIXEL_MOVES, 0.0
     return ELEMENTWISE, 0.0
+
+
+def _transposed_conv_flops(shapes) -> float:
+    """FLOPs of a transposed convolution from its recorded input shapes ``[x, weight, ...]``;
+    0 where they were not recorded (an opaque pre-packed weight)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    if not shapes or len(shapes) < 2 or len(shapes[0]) != 4 or len(shapes[1]) != 4:
+        return 0.0
+    x_shape, w_shape = list(shapes[0]), list(shapes[1])
+    return float(conv_flop_count(x_shape, w_shape, [], transposed=True))
 
 
 def _is_conv(name: str) -> bool:
@@ -258,11 +274,11 @@ def profile_torch(runner: Runner, x: torch.Tensor, runs: int = 20, *, warmup: in
         micros = event.cpu_time_total if conv else event.self_cpu_time_total
         if micros <= 0:
             continue
-        kind, _ = _torch_kind(event.name, event.input_shapes)
+        kind, shape_flops = _torch_kind(event.name, event.input_shapes)
         record = per_kind[kind]
         record[0] += micros
         record[1] += 1
-        record[2] += _subtree_flops(event) if conv else float(event.flops or 0)
+        record[2] += max(_subtree_flops(event), shape_flops) if conv else float(event.flops or 0)
     for record in per_kind.values():
         record[1] = max(1, round(record[1] / runs))  # ops per run
     return _summarise(runner.engine, runner.precision, runs, per_kind)
