@@ -18,3 +18,15 @@ def test_bf16_is_not_timed_by_default_where_the_cpu_only_emulates_it(capsys):
 def test_a_bf16_setting_named_on_the_command_line_is_timed_on_any_cpu():
     args = bench_speed.parse_args(["--models", "enet", "--settings", "eager-bf16"])
     assert args.settings == ["plain", "eager-bf16"]  # plain is always the reference
+
+
+def test_the_goals_plain_checks_follow_the_settings_timed():
+    """--goals on a CPU without bf16 stopped at once: its default check enet:compile-bf16 was not timed."""
+    without_bf16 = bench_speed.default_settings(["avx2"])
+    checks = bench_speed.default_plain_checks(without_bf16)
+    assert "enet:compile-fp32" in checks and not any("bf16" in c for c in checks)
+    assert len(checks) == len(bench_speed.PLAIN_CHECKS.split(","))
+    assert bench_speed.default_plain_checks(list(bench_speed.DEFAULT_SETTINGS)) == bench_speed.PLAIN_CHECKS.split(",")
+    assert bench_speed.default_plain_checks(["plain"]) == ["skipnet-mobilenet_v1:plain"]
+    args = bench_speed.parse_args(["--goals", "--settings", "plain,eager-fp32,compile-fp32,onnxruntime-int8"])
+    assert "enet:compile-fp32" in args.plain_checks
