@@ -312,12 +312,18 @@ def test_compile_that_would_fall_back_to_eager_fails_the_setting():
 
 
 @pytest.mark.slow
-def test_compiled_models_do_not_share_a_recompile_limit(monkeypatch):
+def test_compiled_models_do_not_share_a_recompile_limit():
     """Many compiled models in one process (bench_speed, the benchmark) used to exhaust dynamo's
     shared recompile limit, after which later ones ran eager under the name "compile"."""
+    # dynamo's own patch, not monkeypatch: undoing a setattr on its config left recompile_limit
+    # unreadable ("does not exist"), and every later torch.compile in the process failed
+    with torch._dynamo.config.patch(recompile_limit=1):
+        _compile_three_builds_of_one_forward()
+
+
+def _compile_three_builds_of_one_forward():
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     graphs = counters["stats"]["unique_graphs"]
     runners = [build_runners(TinyNet().eval(), SIZE, Backend("compile", precision))
                for precision in ("fp32", "bf16", "fp32")]  # the same forward code, other autocast states
