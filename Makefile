@@ -21,6 +21,9 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/rtseg demo --out $(DEMO_OUT)
 
+# the ten slowest tests in every log: CI must stay under 15 minutes on a 2-core CPU
+PYTEST_ARGS ?= --durations=10
+
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
