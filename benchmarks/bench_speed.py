@@ -148,9 +148,10 @@ def default_plain_checks(settings: list[str]) -> list[str]:
     checks = []
     for check in PLAIN_CHECKS.split(","):
         model, _, setting = check.partition(":")
-        if setting not in settings:
-            setting = setting.replace("bf16", "fp32")
-        if setting in settings:
+        if setting not in settings:  # the same engine in fp32, found in SETTINGS, not by editing the name
+            engine = SETTINGS[setting]["engine"]
+            setting = next((s for s in settings if SETTINGS[s] == dict(engine=engine, precision="fp32")), None)
+        if setting is not None:
             checks.append(f"{model}:{setting}")
     return checks
 

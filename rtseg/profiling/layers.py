@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import conv_flop_count
 
 from rtseg.inference.int8_layers import UPSAMPLING, consumers_of, conv_kind, reaches_pixel_shuffle
 from rtseg.inference.onnx_export import INPUT_NAME, name_unnamed_nodes
@@ -208,10 +209,12 @@ def _torch_kind(name: str, shapes) -> tuple[str, float]:
     GFLOPs, so their efficiency went unreported; they are counted here from the input and weight
     shapes with ``torch.utils.flop_counter``'s rule (2 x input elements x the weight's
     ``out / groups x kernel area``, as ``count_flops`` counts them)."""
+    conv_shapes = _conv_shapes(shapes) if "conv" in name else None
     if "conv" in name and "transpose" in name:
-        return UPSAMPLING, _transposed_conv_flops(shapes)
-    if "conv" in name and shapes and len(shapes) > 1 and len(shapes[0]) == 4 and len(shapes[1]) == 4:
-        x_shape, w_shape = shapes[0], shapes[1]
+        flops = conv_flop_count(*conv_shapes, [], transposed=True) if conv_shapes else 0  # none when not recorded
+        return UPSAMPLING, float(flops)
+    if conv_shapes:
+        x_shape, w_shape = conv_shapes
         group = max(1, x_shape[1] // max(1, w_shape[1]))
         return _conv_kind_of(group, w_shape), 0.0
     base = name.split("::")[-1]
@@ -222,15 +225,11 @@ def _torch_kind(name: str, shapes) -> tuple[str, float]:
     return ELEMENTWISE, 0.0
 
 
-def _transposed_conv_flops(shapes) -> float:
-    """FLOPs of a transposed convolution from its recorded input shapes ``[x, weight, ...]``;
-    0 where they were not recorded (an opaque pre-packed weight)."""
-    from torch.utils.flop_counter import conv_flop_count
-
+def _conv_shapes(shapes) -> tuple[list[int], list[int]] | None:
+    """A convolution event's recorded input and weight shapes (both 4-d), or None."""
     if not shapes or len(shapes) < 2 or len(shapes[0]) != 4 or len(shapes[1]) != 4:
-        return 0.0
-    x_shape, w_shape = list(shapes[0]), list(shapes[1])
-    return float(conv_flop_count(x_shape, w_shape, [], transposed=True))
+        return None
+    return list(shapes[0]), list(shapes[1])
 
 
 def _is_conv(name: str) -> bool:
