@@ -616,24 +616,25 @@ def test_matmul_peak_is_the_best_of_its_trials_over_sizes():
         measure_peak("fp64")
 
 
-def test_peak_climbs_to_larger_sizes_only_while_a_call_is_short(monkeypatch):
+def test_peak_climbs_to_a_larger_size_only_where_a_call_there_stays_short(monkeypatch):
     from rtseg.profiling import roofline
 
     measured = []
 
     def fake(precision, device, n, runs):
         measured.append(n)
-        return float(n), n / 1000  # GFLOP/s, seconds: 64 -> 0.064 s, 256 -> 0.256 s
+        return float(n), (n / 256) ** 3 * 0.05  # GFLOP/s, seconds: 64 -> 0.8 ms, 256 -> 0.05 s, 1024 -> 3.2 s
     def fake_conv(precision, device, n, runs):
         measured.append(-n)
-        return n / 2, n / 1000  # slower than the multiply here
+        return n / 2, (n / 64) ** 3 * 0.05  # slower than the multiply here: 64 -> 0.05 s, 256 -> 3.2 s
 
     monkeypatch.setattr(roofline, "_torch_matmul", fake)
     monkeypatch.setattr(roofline, "_torch_conv", fake_conv)
-    peak = measure_peak("fp32", sizes=(256, 64, 1024), trials=2, max_call_seconds=0.1)
-    assert measured == [64, 256, -64, -256] * 2  # 1024 is never tried: a 256 call already took too long
+    peak = measure_peak("fp32", sizes=(256, 64, 1024), trials=2, longest_call_s=1.0)
+    # 1024 is never tried (a call there would take 3.2 s), nor the conv at 256: projected from its 64 call
+    assert measured == [64, 256, -64] * 2
     assert peak.gflops_per_s == 256.0 and peak.matrix == 256 and peak.trials == [256.0, 256.0]
-    assert peak.method == "torch.mm" and peak.candidates == {"torch": 256.0, "conv": 128.0}
+    assert peak.method == "torch.mm" and peak.candidates == {"torch": 256.0, "conv": 32.0}
 
 
 def test_a_convolution_faster_than_the_multiply_is_the_float_peak(monkeypatch):
