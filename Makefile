@@ -21,11 +21,14 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/rtseg demo --out $(DEMO_OUT)
 
-# the ten slowest tests in every log: CI must stay under 15 minutes on a 2-core CPU
+# CI must stay under 15 minutes on a 2-core CPU: the suite runs in TEST_WORKERS processes of
+# one thread each (pytest-xdist; a test file stays in one process, so its module fixtures are
+# built once), and every log lists the ten slowest tests. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?= --durations=10
 
 test: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) *.egg-info

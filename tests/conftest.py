@@ -9,8 +9,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# CI has 2 cores and runs this suite alone; RTSEG_TEST_THREADS=1 helps on a crowded machine.
-torch.set_num_threads(int(os.environ.get("RTSEG_TEST_THREADS", min(2, os.cpu_count() or 1))))
+
+def _test_threads() -> int:
+    """Up to 2 threads, shared among pytest-xdist's worker processes (``make test`` runs 2 on CI's
+    2 cores: one thread each); RTSEG_TEST_THREADS=1 helps on a crowded machine."""
+    if "RTSEG_TEST_THREADS" in os.environ:
+        return int(os.environ["RTSEG_TEST_THREADS"])
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
+torch.set_num_threads(_test_threads())
 
 
 @pytest.fixture(autouse=True)
