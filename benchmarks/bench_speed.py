@@ -61,6 +61,9 @@ SETTINGS = {
     "onnxruntime-fp32": dict(engine="onnxruntime", precision="fp32"),
     "onnxruntime-int8": dict(engine="onnxruntime", precision="int8"),  # float layers chosen by timing
     "onnxruntime-int8-all": dict(engine="onnxruntime", precision="int8", int8_float=()),  # every layer int8
+    # on request: the PyTorch engines with transposed convolutions as sub-pixel ones (ONNX Runtime's rewrite)
+    "eager-fp32-subpixel": dict(engine="eager", precision="fp32", subpixel=True),
+    "compile-fp32-subpixel": dict(engine="compile", precision="fp32", subpixel=True),
 }
 DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16", "onnxruntime-fp32",
                     "onnxruntime-int8")
