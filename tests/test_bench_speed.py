@@ -30,3 +30,20 @@ def test_the_goals_plain_checks_follow_the_settings_timed():
     assert bench_speed.default_plain_checks(["plain"]) == ["skipnet-mobilenet_v1:plain"]
     args = bench_speed.parse_args(["--goals", "--settings", "plain,eager-fp32,compile-fp32,onnxruntime-int8"])
     assert "enet:compile-fp32" in args.plain_checks
+
+
+def test_the_subpixel_settings_rewrite_the_transposed_convolutions_and_plain_does_not():
+    import torch
+
+    import rtseg
+    from rtseg.inference import Backend, build_runners
+
+    model = rtseg.create_model("skipnet-mobilenet_v1", num_classes=3).eval()
+    rewritten = {}
+    for setting in ("plain", "eager-fp32", "eager-fp32-subpixel"):
+        runners = build_runners(model, (64, 64), Backend(threads=1, **bench_speed.SETTINGS[setting]))
+        rewritten[setting] = runners[0].details["conv_transpose_rewritten"]
+        labels = runners[1](torch.randn(1, 3, 64, 64))
+        assert labels.shape == (1, 64, 64)
+    assert rewritten == {"plain": 0, "eager-fp32": 0, "eager-fp32-subpixel": 3}  # SkipNet's three up-samplers
+    assert bench_speed.SETTINGS["compile-fp32-subpixel"]["subpixel"] is True
