@@ -47,3 +47,21 @@ def test_the_subpixel_settings_rewrite_the_transposed_convolutions_and_plain_doe
         assert labels.shape == (1, 64, 64)
     assert rewritten == {"plain": 0, "eager-fp32": 0, "eager-fp32-subpixel": 3}  # SkipNet's three up-samplers
     assert bench_speed.SETTINGS["compile-fp32-subpixel"]["subpixel"] is True
+
+
+def test_a_plainest_program_check_is_inconclusive_when_the_rounds_drift_more_than_the_band():
+    import speed_report
+
+    agree = speed_report.judge_plain_check([10.0, 10.2, 9.9], [10.5, 9.0, 10.4])
+    assert agree["passed"] is True and agree["ratio"] == 0.962
+    differ = speed_report.judge_plain_check([8.0, 8.1, 7.9], [10.0, 10.2, 9.9])
+    assert differ["passed"] is False and differ["drift"] < 0.1  # steady on both sides: a protocol fault
+    # the goals run on the Zen 3: the plain program's rounds 9.28 and 13.79 FPS, 33 % apart
+    drifted = speed_report.judge_plain_check([10.08, 9.92], [9.28, 13.79])
+    assert drifted["passed"] is None and drifted["drift"] == 0.327
+    report = {"plain_checks": [{"model": "enet", "setting": "plain", "protocol_fps": 10.0, "plain_program_fps": 11.5,
+                                "program": "one loop", **drifted}]}
+    goal = next(g for g in speed_report._goals({"best": {}, "int8": {}, "pair": None, "failed": []}, report)
+                if g["goal"].startswith("protocol"))
+    assert goal["passed"] is None and "no verdict" in goal["note"]
+    assert speed_report._verdict(None) == "INCONCLUSIVE" and speed_report._verdict(False) == "FAIL"
