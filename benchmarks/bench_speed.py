@@ -351,10 +351,7 @@ def plain_check(entries, models, args, check: str) -> dict | None:
                                runners=entry["runners"])
         protocol.append(result.fps)
         plain.append(1 / statistics.median(alone()))
-    return {"model": model_name, "setting": setting, "program": program,
-            "protocol_fps": round(statistics.median(protocol), 2), "plain_program_fps": round(statistics.median(plain), 2),
-            "rounds": {"protocol": [round(v, 2) for v in protocol], "plain": [round(v, 2) for v in plain]},
-            **speed_report.judge_plain_check(protocol, plain)}
+    return {"model": model_name, "setting": setting, "program": program, **speed_report.judge_plain_check(protocol, plain)}
 
 
 def roofline_ceiling(args) -> dict:

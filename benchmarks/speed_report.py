@@ -8,6 +8,8 @@ them. Ratios come from entries timed side by side in one group only.
 
 from __future__ import annotations
 
+from statistics import median
+
 GOAL_MODEL = "skipnet-mobilenet_v1"
 GOAL_FPS = 60.0
 GOAL_MIOU_CHANGE = 0.005  # 0.5 points
@@ -19,16 +21,17 @@ PLAIN_AGREEMENT = 0.10
 
 
 def judge_plain_check(protocol: list[float], plain: list[float], band: float = PLAIN_AGREEMENT) -> dict:
-    """The protocol's FPS rounds against the plainest program's, taken in turn: their medians'
+    """The protocol's FPS rounds against the plainest program's, taken in turn: their medians and
     ratio, and ``passed`` True within ``band``; outside it False, unless either side's own rounds
     spread by more than ``band`` ((max - min) / max), when the host's drift is as large as the
     difference being judged and ``passed`` is None (inconclusive), never a pass."""
-    from statistics import median
-
-    ratio = median(protocol) / median(plain)
+    fps_protocol, fps_plain = median(protocol), median(plain)
+    ratio = fps_protocol / fps_plain
     drift = max((max(r) - min(r)) / max(r) for r in (protocol, plain))
     passed = True if abs(ratio - 1) <= band else (None if drift > band else False)
-    return {"ratio": round(ratio, 3), "drift": round(drift, 3), "passed": passed}
+    return {"protocol_fps": round(fps_protocol, 2), "plain_program_fps": round(fps_plain, 2),
+            "ratio": round(ratio, 3), "drift": round(drift, 3), "passed": passed,
+            "rounds": {"protocol": [round(v, 2) for v in protocol], "plain": [round(v, 2) for v in plain]}}
 
 
 def _verdict(passed: bool | None) -> str:

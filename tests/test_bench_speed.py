@@ -3,8 +3,14 @@
 import sys
 from pathlib import Path
 
+import torch
+
+import rtseg
+from rtseg.inference import Backend, build_runners
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_speed  # noqa: E402
+import speed_report  # noqa: E402
 
 
 def test_bf16_is_not_timed_by_default_where_the_cpu_only_emulates_it(capsys):
@@ -33,11 +39,6 @@ def test_the_goals_plain_checks_follow_the_settings_timed():
 
 
 def test_the_subpixel_settings_rewrite_the_transposed_convolutions_and_plain_does_not():
-    import torch
-
-    import rtseg
-    from rtseg.inference import Backend, build_runners
-
     model = rtseg.create_model("skipnet-mobilenet_v1", num_classes=3).eval()
     rewritten = {}
     for setting in ("plain", "eager-fp32", "eager-fp32-subpixel"):
@@ -50,8 +51,6 @@ def test_the_subpixel_settings_rewrite_the_transposed_convolutions_and_plain_doe
 
 
 def test_a_plainest_program_check_is_inconclusive_when_the_rounds_drift_more_than_the_band():
-    import speed_report
-
     agree = speed_report.judge_plain_check([10.0, 10.2, 9.9], [10.5, 9.0, 10.4])
     assert agree["passed"] is True and agree["ratio"] == 0.962
     differ = speed_report.judge_plain_check([8.0, 8.1, 7.9], [10.0, 10.2, 9.9])

@@ -59,7 +59,7 @@ class Peak:
 
 
 def peak_sizes(precision: str, device: str) -> tuple[int, ...]:
-    """Square sizes tried: from where a multiply starts to be compute bound to a few hundred ms.
+    """Square sizes tried: from where a multiply starts to be compute bound to about a second.
 
     On the CPU the int8 and half-precision ladders start at 512, a probe: where the CPU lacks
     the instructions (``torch._int_mm`` without VNNI or AMX runs a reference kernel at 1-2.5
@@ -180,7 +180,7 @@ def measure_peak(precision: str = "fp32", device: str = "cpu", *, matrix: int | 
     for _ in range(trials):
         trial = 0.0
         for name, (_, measure) in kernels.items():
-            for n in sizes:
+            for n, larger in zip(sizes, (*sizes[1:], None)):
                 if name in failed:
                     break
                 try:
@@ -196,8 +196,7 @@ def measure_peak(precision: str = "fp32", device: str = "cpu", *, matrix: int | 
                 trial = max(trial, value)
                 if value > best.get(name, (0.0, 0))[0]:
                     best[name] = (value, n)
-                larger = [m for m in sizes if m > n]
-                if larger and seconds * (larger[0] / n) ** 3 > longest_call_s:
+                if larger and seconds * (larger / n) ** 3 > longest_call_s:  # the next call, projected
                     break
         if trial:
             trial_values.append(trial)
