@@ -3,11 +3,18 @@
 
     python benchmarks/bench_labels.py                 # 19 classes at 512x1024 and 1024x2048
     python benchmarks/bench_labels.py --threads 1 --rounds 5
+    python benchmarks/bench_labels.py --upsampling    # the final up-sampling and the argmax, fused or not
 
 Both give the same labels (tests/test_plumbing.py); this says what the choice is worth. Each
 round times every case once, the cases taking turns, and each figure is the median over
 rounds of a case's median time; the ratio is argmax over max(1).indices, so above 1 means
 rtseg's way is faster.
+
+``--upsampling`` times, for the final up-sampling of SkipNet (19 -> 19 classes, 16x16 stride 8,
+from 64x128) and of ENet (16 -> 19, 2x2 stride 2, from 256x512) at 512x1024, channels_last
+input: the transposed convolution then ``argmax(1)``, against the labels taken inside it
+(``rtseg.inference.upsampled_labels``), eager and compiled, and the fused step's chunk size. The
+ratio is unfused over fused, so above 1 means the fused step is faster.
 """
 
 from __future__ import annotations
@@ -33,14 +40,79 @@ def _median_ms(step, tensor, runs: int) -> float:
     return 1000 * statistics.median(seconds)
 
 
+# name -> (input channels, kernel, stride, padding, input height, input width): 512x1024 outputs
+UPSAMPLERS = {"SkipNet x8": (19, 16, 8, 4, 64, 128), "ENet x2": (16, 2, 2, 0, 256, 512)}
+CHUNKS = (1 << 18, 1 << 20, 1 << 22)  # bytes of scores at once in the fused step
+
+
+def _upsampling(args) -> int:
+    import torch._inductor.config as inductor_config
+
+    import rtseg.inference.upsampled_labels as fused_module
+    from rtseg.inference.upsampled_labels import UpsampledLabels
+    from rtseg.models.decoders.base import fit_to
+
+    def chunked(head, chunk):
+        def run(x, size):
+            fused_module.CHUNK_BYTES = chunk
+            return head(x, size)
+        return run
+
+    rows = []
+    for name, (cin, kernel, stride, padding, height, width) in UPSAMPLERS.items():
+        torch.manual_seed(0)
+        layer = torch.nn.ConvTranspose2d(cin, args.classes, kernel, stride, padding).eval()
+        layer = layer.to(memory_format=torch.channels_last)
+        size = (height * stride, width * stride)
+        x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
+        head = UpsampledLabels(layer)
+        cases = {"transposed conv + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1)}
+        cases.update({f"fused, {chunk >> 10} KiB chunks": chunked(head, chunk) for chunk in CHUNKS})
+        with torch.no_grad(), inductor_config.patch(freezing=True):
+            cases["compiled transposed conv + argmax(1)"] = torch.compile(cases["transposed conv + argmax(1)"],
+                                                                          fullgraph=True)
+            cases["compiled fused"] = torch.compile(chunked(head, fused_module.CHUNK_BYTES), fullgraph=True)
+            reference = cases["transposed conv + argmax(1)"](x, size)
+            for case, step in cases.items():
+                agree = (step(x, size) == reference).float().mean().item()
+                if agree < 0.999:
+                    raise SystemExit(f"{name} {case}: labels agree on {100 * agree:.2f} % of the pixels only")
+            times = {case: [] for case in cases}
+            for _ in range(args.rounds):
+                for case, step in cases.items():
+                    times[case].append(_median_ms(lambda t: step(t, size), x, args.runs))
+        base = {"eager": statistics.median(times["transposed conv + argmax(1)"]),
+                "compiled": statistics.median(times["compiled transposed conv + argmax(1)"])}
+        for case in cases:
+            ms = statistics.median(times[case])
+            against = base["compiled" if case.startswith("compiled") else "eager"]
+            rows.append(f"| {name} | {case} | {ms:.1f} | {against / ms:.2f}x |")
+    fused_module.CHUNK_BYTES = CHUNKS[1]
+    _header(args)
+    print("| up-sampling | labels | ms | unfused / this |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+def _header(args) -> None:
+    hardware = describe("cpu", args.threads)
+    print(f"{hardware['cpu']} ({', '.join(hardware['cpu_flags'])}), {args.threads} threads, torch "
+          f"{torch.__version__}, {args.classes} classes, median of {args.rounds} rounds x {args.runs} calls\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=10, help="timed calls per case and round")
     parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--upsampling", action="store_true",
+                        help="time the final up-sampling and argmax, fused or not, instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.upsampling:
+        return _upsampling(args)
     ways = {"argmax(1)": lambda t: t.argmax(1), "max(1).indices": class_indices}
     cases = [(size, dtype, layout) for size in ((512, 1024), (1024, 2048)) for dtype in (torch.float32, torch.bfloat16)
              for layout in (torch.contiguous_format, torch.channels_last)]
@@ -52,9 +124,7 @@ def main(argv=None) -> int:
             for case in cases:
                 for way, step in ways.items():
                     times[case, way].append(_median_ms(step, tensors[case], args.runs))
-    hardware = describe("cpu", args.threads)
-    print(f"{hardware['cpu']} ({', '.join(hardware['cpu_flags'])}), {args.threads} threads, torch "
-          f"{torch.__version__}, {args.classes} classes, median of {args.rounds} rounds x {args.runs} calls\n")
+    _header(args)
     print("| size | dtype | layout | argmax(1) ms | max(1).indices ms | argmax / max.indices |")
     print("|---|---|---|---|---|---|")
     for case in cases:

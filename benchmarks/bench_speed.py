@@ -55,7 +55,8 @@ import speed_report  # noqa: E402  (benchmarks/speed_report.py: tables and goals
 
 # name -> how the setting is built; "plain" is what a user gets from model.eval() in PyTorch.
 SETTINGS = {
-    "plain": dict(engine="eager", precision="fp32", fold_bn=False, channels_last=False, subpixel=False),
+    "plain": dict(engine="eager", precision="fp32", fold_bn=False, channels_last=False, subpixel=False,
+                  fused_labels=False),
     "eager-fp32": dict(engine="eager", precision="fp32"),
     "eager-bf16": dict(engine="eager", precision="bf16"),
     "compile-fp32": dict(engine="compile", precision="fp32"),
@@ -66,6 +67,10 @@ SETTINGS = {
     # on request: the PyTorch engines with transposed convolutions as sub-pixel ones (ONNX Runtime's rewrite)
     "eager-fp32-subpixel": dict(engine="eager", precision="fp32", subpixel=True),
     "compile-fp32-subpixel": dict(engine="compile", precision="fp32", subpixel=True),
+    # on request: the PyTorch engines with the argmax after the full-resolution logits, as before the
+    # labels were taken inside the final up-sampling (rtseg.inference.upsampled_labels)
+    "eager-fp32-argmax": dict(engine="eager", precision="fp32", fused_labels=False),
+    "compile-fp32-argmax": dict(engine="compile", precision="fp32", fused_labels=False),
 }
 DEFAULT_SETTINGS = ("plain", "eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16", "onnxruntime-fp32",
                     "onnxruntime-int8")

@@ -38,16 +38,21 @@ def test_the_goals_plain_checks_follow_the_settings_timed():
     assert "enet:compile-fp32" in args.plain_checks
 
 
-def test_the_subpixel_settings_rewrite_the_transposed_convolutions_and_plain_does_not():
+def test_the_subpixel_and_argmax_settings_do_what_they_say_and_plain_does_neither():
     model = rtseg.create_model("skipnet-mobilenet_v1", num_classes=3).eval()
-    rewritten = {}
-    for setting in ("plain", "eager-fp32", "eager-fp32-subpixel"):
+    rewritten, fused = {}, {}
+    for setting in ("plain", "eager-fp32", "eager-fp32-subpixel", "eager-fp32-argmax"):
         runners = build_runners(model, (64, 64), Backend(threads=1, **bench_speed.SETTINGS[setting]))
         rewritten[setting] = runners[0].details["conv_transpose_rewritten"]
+        fused[setting] = runners[1].details["argmax_first"]
         labels = runners[1](torch.randn(1, 3, 64, 64))
         assert labels.shape == (1, 64, 64)
-    assert rewritten == {"plain": 0, "eager-fp32": 0, "eager-fp32-subpixel": 3}  # SkipNet's three up-samplers
+    # SkipNet's three up-samplers
+    assert rewritten == {"plain": 0, "eager-fp32": 0, "eager-fp32-subpixel": 3, "eager-fp32-argmax": 0}
+    # plain is model(x).argmax(1); the prepared engines take the labels inside the final up-sampling
+    assert fused == {"plain": False, "eager-fp32": True, "eager-fp32-subpixel": True, "eager-fp32-argmax": False}
     assert bench_speed.SETTINGS["compile-fp32-subpixel"]["subpixel"] is True
+    assert bench_speed.SETTINGS["compile-fp32-argmax"]["fused_labels"] is False
 
 
 def test_a_plainest_program_check_is_inconclusive_when_the_rounds_drift_more_than_the_band():

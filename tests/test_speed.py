@@ -44,6 +44,13 @@ class TinyNet(SegmentationNetwork):
     def forward(self, x):
         return self.up(self.score(self.down(x)))
 
+    # its up-sampler's output is already the input's size, so the engines may take the labels inside it
+    def output_upsampler(self):
+        return self.up
+
+    def upsampler_input(self, x):
+        return self.score(self.down(x))
+
 
 @pytest.fixture(scope="module")
 def tiny_net():
@@ -298,6 +305,9 @@ class _DataDependent(TinyNet):
         y = super().forward(x)
         return y if y.sum() > 0 else -y
 
+    def output_upsampler(self):  # its logits are not the up-sampler's output alone
+        return None
+
 
 @pytest.mark.slow
 def test_compile_that_would_fall_back_to_eager_fails_the_setting():
@@ -480,7 +490,8 @@ def test_layer_profile_sorts_the_time_into_kinds(tiny_net, engine):
     from rtseg.inference.int8_layers import POINTWISE, STEM
     from rtseg.profiling.layers import profile_runner
 
-    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    # the argmax of the logits as its own kind: without the labels taken inside the up-sampling
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1, fused_labels=False))
     profile = profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=3)
     kinds = {k.kind: k for k in profile.kinds}
     assert {STEM, POINTWISE} <= set(kinds) and "argmax" in kinds
@@ -502,12 +513,24 @@ def test_layer_profile_counts_the_flops_of_transposed_convolutions(tiny_net, eng
     from rtseg.profiling.flops import count_flops
     from rtseg.profiling.layers import profile_runner
 
-    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1, fused_labels=False))
     kinds = {k.kind: k for k in profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=2).kinds}
     up_flops = count_flops(tiny_net, SIZE) - count_flops(nn.Sequential(tiny_net.down, tiny_net.score), SIZE)
     assert up_flops == 2 * 19 * (SIZE[0] // 2) * (SIZE[1] // 2) * 19 * 4 * 4
     assert kinds[UPSAMPLING].gflops == pytest.approx(up_flops / 1e9, rel=1e-6)
     assert kinds[UPSAMPLING].gflops_per_s > 0
+
+
+@pytest.mark.parametrize("engine", ["eager", "compile"])
+def test_layer_profile_gives_the_fused_up_sampling_and_argmax_one_kind_with_its_flops(tiny_net, engine):
+    from rtseg.profiling.layers import ARGMAX, UPSAMPLED_LABELS, profile_runner
+
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    assert end_to_end.details["argmax_first"]
+    kinds = {k.kind: k for k in profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=2).kinds}
+    assert UPSAMPLED_LABELS in kinds and ARGMAX not in kinds  # the max inside it is not counted again
+    # its matrix products: (17 x 33 phase pixels) x (2 x 2 taps x 19 in) x (19 classes x 2 x 2 phases)
+    assert kinds[UPSAMPLED_LABELS].gflops == pytest.approx(2 * 17 * 33 * 76 * 76 / 1e9, rel=1e-6)
 
 
 def test_onnxruntime_profile_counts_only_the_timed_runs():

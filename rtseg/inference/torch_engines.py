@@ -2,7 +2,10 @@
 
 Both start from the same prepared copy of the model: eval mode, batch norm folded into the
 convolutions, optionally transposed convolutions rewritten as sub-pixel convolutions, and
-channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU).
+channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU). The labels
+of a network that ends in a transposed convolution are taken inside it
+(``rtseg.inference.upsampled_labels``), as ONNX Runtime's graph takes the argmax before its last
+pixel shuffle; the model-only runner still returns the full-resolution logits.
 Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
 (``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
 
@@ -31,6 +34,7 @@ from rtseg.inference.backend import Backend
 from rtseg.inference.folding import fold_batch_norm
 from rtseg.inference.runner import Runner
 from rtseg.inference.subpixel import rewrite_conv_transpose
+from rtseg.inference.upsampled_labels import UpsampledLabels, can_fuse
 from rtseg.runtime import autocast
 
 # Small enough to cost nothing, large enough for a stride-32 encoder.
@@ -38,14 +42,24 @@ _PROBE_SIZE = (64, 64)
 
 
 class EndToEnd(nn.Module):
-    """Logits -> train ids: the argmax over classes, inside the timed (and compiled) region."""
+    """Image -> train ids, inside the timed (and compiled) region: the argmax over the classes of
+    the logits, or with ``fused_labels`` and a network whose output up-sampler can be fused
+    (``SegmentationNetwork.output_upsampler``), the labels taken inside that up-sampling."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, fused_labels: bool = False):
         super().__init__()
         self.model = model
+        upsampler = model.output_upsampler() if fused_labels and hasattr(model, "output_upsampler") else None
+        self.labels = UpsampledLabels(upsampler) if can_fuse(upsampler) else None
+
+    @property
+    def fused(self) -> bool:
+        return self.labels is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(1)
+        if self.labels is None:
+            return self.model(x).argmax(1)
+        return self.labels(self.model.upsampler_input(x), x.shape[-2:])
 
 
 def prepare_model(model: nn.Module, device: str = "cpu", *, fold_bn: bool = True, subpixel: bool = False,
@@ -100,7 +114,10 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
     device, precision = backend.device, backend.precision
     prepared, details = prepare_model(model, device, fold_bn=backend.fold_bn, subpixel=subpixel,
                                       channels_last=channels_last)
-    modules = (prepared, EndToEnd(prepared))
+    end_to_end = EndToEnd(prepared, fused_labels=True if backend.fused_labels is None else backend.fused_labels)
+    # The same words as ONNX Runtime's graph: the labels come before the full-resolution scores.
+    details["argmax_first"] = end_to_end.fused
+    modules = (prepared, end_to_end)
     if backend.engine == "compile":
         example = torch.randn(batch, 3, *size, device=device)
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)

@@ -28,6 +28,9 @@ from rtseg.inference.ort_session import create_session
 from rtseg.inference.runner import Runner
 
 ARGMAX = "argmax"
+# rtseg.inference.upsampled_labels: the final up-sampling with the argmax, one operator
+UPSAMPLED_LABELS = "up-sampling conv + argmax"
+_UPSAMPLED_LABELS_OP = "rtseg::upsampled_labels"
 PIXEL_MOVES = "pixel shuffle, crop, transpose"
 QUANTIZE = "quantize, dequantize"
 REORDER = "layout reorder"
@@ -209,6 +212,8 @@ def _torch_kind(name: str, shapes) -> tuple[str, float]:
     GFLOPs, so their efficiency went unreported; they are counted here from the input and weight
     shapes with ``torch.utils.flop_counter``'s rule (2 x input elements x the weight's
     ``out / groups x kernel area``, as ``count_flops`` counts them)."""
+    if name == _UPSAMPLED_LABELS_OP:
+        return UPSAMPLED_LABELS, 0.0  # its FLOPs are its matrix products', found inside it
     conv_shapes = _conv_shapes(shapes) if "conv" in name else None
     if "conv" in name and "transpose" in name:
         flops = conv_flop_count(*conv_shapes, [], transposed=True) if conv_shapes else 0  # none when not recorded
@@ -233,7 +238,9 @@ def _conv_shapes(shapes) -> tuple[list[int], list[int]] | None:
 
 
 def _is_conv(name: str) -> bool:
-    return "conv" in name
+    """An op counted whole (inclusive time, FLOPs found anywhere inside): a convolution, or the
+    fused up-sampling and argmax, whose matrix products and max are its own."""
+    return "conv" in name or name == _UPSAMPLED_LABELS_OP
 
 
 def _inside_conv(event) -> bool:

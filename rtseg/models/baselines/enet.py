@@ -208,15 +208,25 @@ class ENet(SegmentationNetwork):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+        if self.encoder_only:
+            coarse = self.encoder_classifier(self._encode(x)[-1])
+            return coarse if self.training else F.interpolate(coarse, size=x.shape[-2:], mode="bilinear",
+                                                              align_corners=False)
+        return fit_to(self.classifier(self.upsampler_input(x)), x.shape[-2:])
+
+    def output_upsampler(self) -> nn.Module | None:
+        return None if self.encoder_only else self.classifier
+
+    def upsampler_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The 16-channel half-resolution map the 2x2 stride-2 ``classifier`` turns into logits."""
+        x1, x2, indices1, indices2, x3 = self._encode(x)
+        y = self.stage4(self.up4(x3, indices2, x2.shape[-2:]))
+        return self.stage5(self.up5(y, indices1, x1.shape[-2:]))
+
+    def _encode(self, x: torch.Tensor):
         x1 = self.initial(x)
         x2, indices1 = self.down1(x1)
         x2 = self.stage1(x2)
         x3, indices2 = self.down2(x2)
         x3 = self.stage3(self.stage2(x3))
-        if self.encoder_only:
-            coarse = self.encoder_classifier(x3)
-            return coarse if self.training else F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-        y = self.stage4(self.up4(x3, indices2, x2.shape[-2:]))
-        y = self.stage5(self.up5(y, indices1, x1.shape[-2:]))
-        return fit_to(self.classifier(y), size)
+        return x1, x2, indices1, indices2, x3

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from rtseg.models.decoders.base import Decoder, fit_to, upsampler
+from rtseg.models.decoders.base import Decoder, upsampler
 from rtseg.models.encoders.base import FeatureInfo
 from rtseg.models.registry import register_decoder
 
@@ -28,5 +28,7 @@ class DilationFrontend(Decoder):
         self.score = nn.Conv2d(last.channels, num_classes, 1)
         self.up = upsampler(num_classes, num_classes, last.stride, bilinear_init=True)
 
-    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        return fit_to(self.up(self.score(features[-1])), size)
+    output_upsampler = "up"
+
+    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        return self.score(features[-1])

@@ -102,7 +102,10 @@ class LinkNet(Decoder):
         )
         self.classify = nn.ConvTranspose2d(OUTPUT_CHANNELS, num_classes, 2, stride=2)
 
-    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    output_upsampler = "classify"
+
+    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The /2 map that ``classify``, a 2x2 stride-2 transposed convolution, turns into logits."""
         maps = [features[i] for i in self.levels]
         x = maps[-1]
         for level in range(len(maps) - 2, -1, -1):
@@ -114,4 +117,4 @@ class LinkNet(Decoder):
         else:
             x = self.blocks[0](x, x.shape[-2:])
         half_size = [-(-s // 2) for s in size]  # the /2 map's size, rounded up like the encoder's
-        return fit_to(self.classify(fit_to(self.head(x), half_size)), size)
+        return fit_to(self.head(x), half_size)

@@ -50,10 +50,13 @@ class SkipNet(Decoder):
         self.score_norm = nn.ModuleList(norm() for _ in range(len(infos) - 1))
         self.up_norm = nn.ModuleList(norm() for _ in range(len(infos) - 1))
 
-    def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    output_upsampler = "final_up"
+
+    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The fused /8 scores that ``final_up`` brings to full resolution."""
         maps = [features[i] for i in SKIP_LEVELS]
         scores = self.score[-1](maps[-1])
         for level in range(len(maps) - 2, -1, -1):
             skip = self.score_norm[level](self.score[level](maps[level]))
             scores = fit_to(self.up_norm[level](self.up[level](scores)), skip.shape[-2:]) + skip
-        return fit_to(self.final_up(scores), size)
+        return scores

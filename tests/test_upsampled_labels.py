@@ -1,0 +1,121 @@
+"""Labels taken inside the final up-sampling (``rtseg.inference.upsampled_labels``) are the
+argmax of the network's logits, and every network that names an output up-sampler computes its
+logits through it.
+
+Equalities are checked in float64, where the matrix-product and transposed-convolution
+orders of summation cannot flip a label; no test asserts a time.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rtseg
+from rtseg.inference import Backend, SubPixelConvTranspose2d, build_runners
+from rtseg.inference.torch_engines import EndToEnd
+from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels, can_fuse
+from rtseg.models.decoders.base import fit_to
+from rtseg.models.factory import model_names
+
+
+def _reference(layer: nn.Module, x: torch.Tensor, size) -> torch.Tensor:
+    return fit_to(layer(x), size).argmax(1)
+
+
+@pytest.mark.parametrize("cin,kernel,stride,padding,output_padding,bias", [
+    (19, 16, 8, 4, 0, False),  # SkipNet's and the Dilation frontend's x8
+    (16, 2, 2, 0, 0, True),    # ENet's and LinkNet's 2x2 classifier
+    (6, 4, 2, 1, 0, True),     # an x2 FCN up-sampler
+    (6, 3, 2, 1, 1, False),    # LinkNet-style 3x3 with output padding
+    (6, 5, 3, 2, 1, True),     # kernel not a multiple of the stride
+])
+@pytest.mark.parametrize("shape,size", [
+    ((2, 0, 5, 7), "natural"),  # batch 2, the layer's own output size
+    ((1, 0, 6, 9), "cropped"),  # fit_to crops the bottom/right
+    ((1, 0, 4, 5), "padded"),   # fit_to replicates the last row and column
+])
+def test_labels_equal_the_argmax_of_the_fitted_up_sampling(cin, kernel, stride, padding, output_padding, bias,
+                                                          shape, size):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(cin, 7, kernel, stride, padding, output_padding=output_padding, bias=bias).double()
+    x = torch.randn(shape[0], cin, *shape[2:], dtype=torch.float64)
+    natural = deconv(x).shape[-2:]
+    target = {"natural": tuple(natural), "cropped": (natural[0] - 3, natural[1] - 1),
+              "padded": (natural[0] + 2, natural[1] + 5)}[size]
+    expected = _reference(deconv, x, target)
+    for layer in (deconv, SubPixelConvTranspose2d(deconv)):  # before and after the sub-pixel rewrite
+        got = UpsampledLabels(layer)(x, target)
+        assert got.dtype == torch.int64 and got.shape == expected.shape == (shape[0], *target)
+        assert torch.equal(got, expected)
+
+
+def test_labels_are_the_same_whatever_the_chunk_of_rows(monkeypatch):
+    """The rows are multiplied a few at a time: one row per chunk and all at once agree."""
+    import rtseg.inference.upsampled_labels as module
+
+    torch.manual_seed(1)
+    deconv = nn.ConvTranspose2d(5, 4, 4, 2, 1).double()
+    x = torch.randn(2, 5, 9, 11, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    expected = _reference(deconv, x, (18, 22))
+    for chunk_bytes in (1, CHUNK_BYTES, 1 << 40):
+        monkeypatch.setattr(module, "CHUNK_BYTES", chunk_bytes)
+        assert torch.equal(UpsampledLabels(deconv)(x, (18, 22)), expected)
+
+
+def test_ties_go_to_the_lowest_class_as_argmax_does():
+    deconv = nn.ConvTranspose2d(3, 5, 2, 2)
+    with torch.no_grad():
+        deconv.weight.zero_()
+        deconv.bias.copy_(torch.tensor([0.0, 2.0, 2.0, 1.0, 2.0]))  # classes 1, 2 and 4 tie
+    labels = UpsampledLabels(deconv)(torch.randn(1, 3, 3, 4), (6, 8))
+    assert torch.equal(labels, torch.ones(1, 6, 8, dtype=torch.long))
+
+
+def test_only_plain_transposed_convolutions_are_fused():
+    assert can_fuse(nn.ConvTranspose2d(4, 4, 4, 2, 1))
+    assert not can_fuse(nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2))
+    assert not can_fuse(nn.Conv2d(4, 4, 1)) and not can_fuse(None)
+    with pytest.raises(ValueError, match="groups=1"):
+        UpsampledLabels(nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=4))
+
+
+FUSED_FAMILIES = ("skipnet-", "dilation-", "linknet-", "enet")
+
+
+@pytest.mark.slow
+def test_every_network_with_an_output_upsampler_computes_its_logits_through_it():
+    """The contract ``SegmentationNetwork.output_upsampler`` states, on every registered network:
+    eval-mode logits are ``fit_to(up(upsampler_input(x)), size)``, and the fused labels are their argmax."""
+    declared = []
+    for name in model_names():
+        torch.manual_seed(0)
+        model = rtseg.create_model(name, num_classes=5).eval().double()
+        upsampler = model.output_upsampler()
+        if upsampler is None:
+            continue
+        declared.append(name)
+        x = torch.randn(1, 3, 67, 101, dtype=torch.float64)  # odd: the up-sampled map is cropped
+        with torch.no_grad():
+            logits = model(x)
+            assert torch.equal(fit_to(upsampler(model.upsampler_input(x)), x.shape[-2:]), logits), name
+            assert torch.equal(EndToEnd(model, fused_labels=True)(x), logits.argmax(1)), name
+    expected = [n for n in model_names() if n.startswith(FUSED_FAMILIES)]
+    assert declared == expected  # a family that stops declaring its up-sampler loses the fused labels
+
+
+def test_the_torch_engines_fuse_the_labels_unless_asked_not_to():
+    torch.manual_seed(0)
+    model = rtseg.create_model("skipnet-shufflenet_v1", width=0.25).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        reference = model(x)
+    for fused_labels, fused in ((None, True), (True, True), (False, False)):
+        model_only, end_to_end = build_runners(model, (64, 96), Backend("eager", fused_labels=fused_labels))
+        assert end_to_end.details["argmax_first"] is fused
+        torch.testing.assert_close(model_only(x), reference, rtol=1e-4, atol=1e-4)  # logits stay full
+        assert torch.equal(end_to_end(x), reference.argmax(1))
+    # a network without an output up-sampler keeps the argmax
+    unet = rtseg.create_model("unet-shufflenet_v1", width=0.25).eval()
+    assert build_runners(unet, (64, 96), Backend("eager"))[1].details["argmax_first"] is False
