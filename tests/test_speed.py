@@ -525,7 +525,7 @@ def test_layer_profile_counts_the_flops_of_transposed_convolutions(tiny_net, eng
 def test_layer_profile_gives_the_fused_up_sampling_and_argmax_one_kind_with_its_flops(tiny_net, engine):
     from rtseg.profiling.layers import ARGMAX, UPSAMPLED_LABELS, profile_runner
 
-    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1))
+    _, end_to_end = build_runners(tiny_net, SIZE, Backend(engine, threads=1, fused_labels=True))
     assert end_to_end.details["argmax_first"]
     kinds = {k.kind: k for k in profile_runner(end_to_end, torch.randn(1, 3, *SIZE), runs=2).kinds}
     assert UPSAMPLED_LABELS in kinds and ARGMAX not in kinds  # the max inside it is not counted again

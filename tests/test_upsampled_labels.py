@@ -15,7 +15,7 @@ from torch import nn
 import rtseg
 from rtseg.inference import Backend, SubPixelConvTranspose2d, build_runners
 from rtseg.inference.torch_engines import EndToEnd
-from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels, can_fuse
+from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels, can_fuse, choose_labels
 from rtseg.models.decoders.base import fit_to
 from rtseg.models.factory import model_names
 
@@ -105,17 +105,42 @@ def test_every_network_with_an_output_upsampler_computes_its_logits_through_it()
     assert declared == expected  # a family that stops declaring its up-sampler loses the fused labels
 
 
-def test_the_torch_engines_fuse_the_labels_unless_asked_not_to():
+def test_the_torch_engines_fuse_the_labels_when_told_or_when_timed_faster():
     torch.manual_seed(0)
     model = rtseg.create_model("skipnet-shufflenet_v1", width=0.25).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         reference = model(x)
-    for fused_labels, fused in ((None, True), (True, True), (False, False)):
+    for fused_labels in (None, True, False):
         model_only, end_to_end = build_runners(model, (64, 96), Backend("eager", fused_labels=fused_labels))
-        assert end_to_end.details["argmax_first"] is fused
+        choice = end_to_end.details.get("labels_choice")
+        if fused_labels is None:  # timed at build: the record says what was measured and chosen
+            assert choice["inside the up-sampling"] is end_to_end.details["argmax_first"]
+            assert choice["fused_ms"] > 0 and choice["argmax_ms"] > 0
+        else:
+            assert choice is None and end_to_end.details["argmax_first"] is fused_labels
         torch.testing.assert_close(model_only(x), reference, rtol=1e-4, atol=1e-4)  # logits stay full
         assert torch.equal(end_to_end(x), reference.argmax(1))
-    # a network without an output up-sampler keeps the argmax
+
+
+def test_the_fused_labels_are_chosen_only_when_timed_faster_by_the_margin():
+    torch.manual_seed(0)
+    model = rtseg.create_model("skipnet-shufflenet_v1", width=0.25).eval()
+    x = torch.randn(1, 3, 64, 96)
+    timings = []
+
+    def timer(argmax_s, fused_s):
+        def time_steps(steps):
+            assert len(steps) == 2 and all(step() > 0 for step in steps)  # both heads run
+            timings.append((argmax_s, fused_s))
+            return [argmax_s, fused_s]
+        return time_steps
+
+    assert choose_labels(model, x, timer=timer(0.010, 0.005)) == (
+        True, {"inside the up-sampling": True, "argmax_ms": 10.0, "fused_ms": 5.0})
+    assert choose_labels(model, x, timer=timer(0.010, 0.0099))[0] is False  # within the margin: the argmax
+    assert choose_labels(model, x, timer=timer(0.010, 0.012))[0] is False
+    # a network without an output up-sampler is not timed
     unet = rtseg.create_model("unet-shufflenet_v1", width=0.25).eval()
+    assert choose_labels(unet, x, timer=timer(1.0, 0.0)) == (False, {}) and len(timings) == 3
     assert build_runners(unet, (64, 96), Backend("eager"))[1].details["argmax_first"] is False

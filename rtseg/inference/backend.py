@@ -44,7 +44,7 @@ class Backend:
     fold_bn: bool = True  # PyTorch engines: fold batch norm into convolutions (ONNX Runtime folds itself)
     subpixel: bool | None = None  # PyTorch engines: transposed convolutions as sub-pixel convolutions
     # PyTorch engines: the labels taken inside the network's final up-sampling (rtseg.inference.
-    # upsampled_labels) instead of an argmax over full-resolution scores (None: on)
+    # upsampled_labels) instead of an argmax over full-resolution scores (None: timed, the faster kept)
     fused_labels: bool | None = None
     # ONNX Runtime int8: layer kinds kept in float (rtseg.inference.int8_layers.KINDS, or ("all float",));
     # None: chosen by timing the candidates on this machine when the runners are built

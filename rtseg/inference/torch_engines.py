@@ -3,9 +3,10 @@
 Both start from the same prepared copy of the model: eval mode, batch norm folded into the
 convolutions, optionally transposed convolutions rewritten as sub-pixel convolutions, and
 channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU). The labels
-of a network that ends in a transposed convolution are taken inside it
+of a network that ends in a transposed convolution can be taken inside it
 (``rtseg.inference.upsampled_labels``), as ONNX Runtime's graph takes the argmax before its last
-pixel shuffle; the model-only runner still returns the full-resolution logits.
+pixel shuffle: unless ``Backend.fused_labels`` says, both ways are timed at build and the faster
+kept (``details["labels_choice"]``); the model-only runner always returns the full logits.
 Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
 (``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
 
@@ -34,7 +35,7 @@ from rtseg.inference.backend import Backend
 from rtseg.inference.folding import fold_batch_norm
 from rtseg.inference.runner import Runner
 from rtseg.inference.subpixel import rewrite_conv_transpose
-from rtseg.inference.upsampled_labels import UpsampledLabels, can_fuse
+from rtseg.inference.upsampled_labels import UpsampledLabels, can_fuse, choose_labels
 from rtseg.runtime import autocast
 
 # Small enough to cost nothing, large enough for a stride-32 encoder.
@@ -114,7 +115,14 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
     device, precision = backend.device, backend.precision
     prepared, details = prepare_model(model, device, fold_bn=backend.fold_bn, subpixel=subpixel,
                                       channels_last=channels_last)
-    end_to_end = EndToEnd(prepared, fused_labels=True if backend.fused_labels is None else backend.fused_labels)
+    fused_labels = backend.fused_labels
+    if fused_labels is None:  # timed here: it pays for SkipNet's x8 up-sampling, not for ENet's x2 (Zen 3)
+        example = torch.randn(batch, 3, *size, device=device)
+        if channels_last:
+            example = example.contiguous(memory_format=torch.channels_last)
+        fused_labels, details["labels_choice"] = choose_labels(prepared, example, precision, device,
+                                                               backend.allocator)
+    end_to_end = EndToEnd(prepared, fused_labels=fused_labels)
     # The same words as ONNX Runtime's graph: the labels come before the full-resolution scores.
     details["argmax_first"] = end_to_end.fused
     modules = (prepared, end_to_end)

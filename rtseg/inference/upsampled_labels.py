@@ -11,27 +11,44 @@ of every phase, which are then placed on the full-resolution grid: the same labe
 ``fit_to(layer(x), size).argmax(1)`` (equal scores up to float rounding; ties to the lowest
 class), without the full-resolution scores.
 
+Whether it pays depends on the up-sampling and the CPU: with freed memory kept (the protocol's
+allocator policy) SkipNet's x8 up-sampling and argmax ran 1.2-1.8x faster fused on a 2-core Zen 3,
+ENet's x2 one 0.95x (``benchmarks/bench_labels.py --upsampling``). So unless told,
+``choose_labels`` times both on the network's own up-sampling input when the engine is built,
+as the int8 plan times its layers, and fuses only when that is faster by ``MARGIN``.
+
 No library does this for PyTorch's engines: eager runs the transposed convolution and the
 argmax as two kernels, and inductor calls the matrix product as an external kernel, so it
 cannot fuse the reduction into it. The step is one ``torch.library`` custom operator: compiled
 graphs call it as one kernel (written as plain code, inductor unrolls the loop over the row
 chunks and its compile time explodes, and it splits the short reduction over the classes into
 one OpenMP region per pixel row, 8x slower than eager). It computes in its input's dtype, so
-it gives the same under ``torch.autocast`` in eager and compiled code. Measured on a 2-core Zen 3 (``benchmarks/bench_labels.py
---upsampling``): SkipNet's x8 up-sampling and argmax 53 -> 27 ms, ENet's x2 38 -> 22 ms.
+it gives the same under ``torch.autocast`` in eager and compiled code, and a compiled graph
+runs it as eager does, which is why the choice is timed in eager for both engines.
 """
 
 from __future__ import annotations
+
+import statistics
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from rtseg.inference.subpixel import SubPixelConvTranspose2d, is_convertible
+from rtseg.memory import allocator
+from rtseg.models.decoders.base import fit_to
+from rtseg.profiling.timing import settle, stopwatch, time_in_blocks
+from rtseg.runtime import autocast
 
 # Scores computed at once: a few low-resolution rows, small enough to stay in a core's cache
 # (the sweep of chunk sizes in bench_labels --upsampling was flat from 0.3 to 2.5 MB).
 CHUNK_BYTES = 1 << 20
+
+
+# The fused step must be this much faster than the argmax to be chosen (the int8 plan's margin).
+MARGIN = 0.03
 
 
 def can_fuse(layer: nn.Module | None) -> bool:
@@ -102,3 +119,39 @@ def upsampled_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
 @upsampled_labels.register_fake
 def _(x, weight, bias, classes, geometry, size):
     return x.new_empty((x.shape[0], size[0], size[1]), dtype=torch.long)
+
+
+def _time_heads(steps: list[Callable[[], float]], runs: int = 10) -> list[float]:
+    """Median seconds of each step, side by side in blocks after settling (the protocol's rules)."""
+    for step in steps:
+        settle(step, window=3, tolerance=0.05, max_runs=15, max_seconds=10.0)
+    return [statistics.median(t) for t in time_in_blocks(steps, runs, block=5)]
+
+
+def choose_labels(model: nn.Module, example: torch.Tensor, precision: str = "fp32", device: str = "cpu",
+                  memory: str = "reuse", timer: Callable[[list], list[float]] = _time_heads) -> tuple[bool, dict]:
+    """Whether ``model``'s labels are faster taken inside its output up-sampling than by the
+    argmax after it, timed on this machine on the up-sampling's input for ``example`` (eager,
+    ``precision``'s autocast, freed memory kept as ``memory`` says); and the record of it.
+    A network without a fusable up-sampler gets ``False`` and an empty record."""
+    layer = model.output_upsampler() if hasattr(model, "output_upsampler") else None
+    if not can_fuse(layer):
+        return False, {}
+    size = tuple(example.shape[-2:])
+    fused = UpsampledLabels(layer)
+    with torch.inference_mode(), autocast(precision, device):
+        features = model.upsampler_input(example)
+
+    def under_autocast(fn):
+        def run(x):
+            with torch.inference_mode(), autocast(precision, device):
+                return fn(x)
+        return run
+
+    steps = [stopwatch(under_autocast(lambda x: fit_to(layer(x), size).argmax(1)), features, device),
+             stopwatch(under_autocast(lambda x: fused(x, size)), features, device)]
+    with allocator(memory):
+        argmax_s, fused_s = timer(steps)
+    chosen = fused_s < (1 - MARGIN) * argmax_s
+    return chosen, {"inside the up-sampling": chosen, "argmax_ms": round(1e3 * argmax_s, 3),
+                    "fused_ms": round(1e3 * fused_s, 3)}
