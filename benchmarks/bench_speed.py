@@ -395,6 +395,8 @@ def rows_of(entries) -> list[dict]:
                        miou=miou(entry["labels"], entry["samples"]) if entry["trained"] else None,
                        quality_size="x".join(map(str, entry["quality_size"])),
                        int8_plan=entry["details"].get("int8_plan"), allocator=entry.get("allocator"),
+                       labels_inside_upsampling=bool(entry["details"].get("argmax_first")),
+                       labels_choice=entry["details"].get("labels_choice"),
                        warnings=(timing_warnings(entry["model_only"], entry["end_to_end"], entry["details"])
                                  if entry["model_only"] else [])
                        + memory_warnings(entry.get("allocator") or {})

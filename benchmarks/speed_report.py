@@ -78,6 +78,16 @@ def summarise(report: dict) -> dict:
     return summary
 
 
+def _labels(result: dict) -> str:
+    """How the labels were taken: inside the last up-sampling or by an argmax after it, and for
+    the PyTorch engines the build's timing of both (``rtseg.inference.upsampled_labels``)."""
+    way = "inside up-sampling" if result.get("labels_inside_upsampling") else "argmax"
+    choice = result.get("labels_choice")
+    if not choice:
+        return way
+    return f"{way} (timed {choice['fused_ms']:.1f} vs {choice['argmax_ms']:.1f} ms)"
+
+
 def plain_checks(report: dict) -> list[dict]:
     """The plainest-program checks of a run (older results held one, as ``plain_check``)."""
     return list(report.get("plain_checks") or ([report["plain_check"]] if report.get("plain_check") else []))
@@ -160,7 +170,7 @@ def render(report: dict) -> str:
     rows = []
     for r in report["results"]:
         if r["error"]:
-            rows.append([r["model"], r["setting"], "failed", "-", "-", "-", "-", "-"])
+            rows.append([r["model"], r["setting"], "failed", "-", "-", "-", "-", "-", "-"])
             continue
         e2e, model_only = r["end_to_end"], r.get("model_only")
         rows.append([r["model"], r["setting"],
@@ -168,11 +178,11 @@ def render(report: dict) -> str:
                      f"{e2e['fps_median'] / plain[r['model']]:.2f}" if r["model"] in plain else "-",
                      f"{100 * r['agreement_with_plain']:.2f} %" if r.get("agreement_with_plain") is not None else "-",
                      f"{100 * r['miou']:.1f}" if r.get("miou") is not None else "-",
-                     (r.get("int8_plan") or {}).get("label", ""),
+                     (r.get("int8_plan") or {}).get("label", ""), _labels(r),
                      _faults((r.get("allocator") or {}).get("page_faults_per_run"))])
     lines += ["End-to-end FPS (model only in brackets), median of the timed runs:", "",
               *_table(["model", "setting", "FPS", "x plain", "agreement with plain", "mIoU", "int8 layers",
-                       "page faults / run"], rows), ""]
+                       "labels", "page faults / run"], rows), ""]
     lines += ["Goals:", "", *_table(["goal", "subject", "measured", "result", "note"],
                                     [[g["goal"], g["subject"], g["value"], _verdict(g["passed"]), g["note"]]
                                      for g in summary["goals"]]), ""]
