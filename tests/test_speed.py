@@ -290,12 +290,19 @@ def test_every_engine_and_precision_runs(tiny_net, engine, precision):
 @pytest.mark.slow
 def test_compile_engine_matches_eager(tiny_net):
     tiny = tiny_net
-    model_only, end_to_end = build_runners(tiny, SIZE, Backend("compile", "fp32"))
     x = torch.randn(1, 3, *SIZE)
     with torch.no_grad():
         reference = tiny(x)
-    torch.testing.assert_close(model_only(x), reference, rtol=1e-4, atol=1e-4)
-    assert torch.equal(end_to_end(x), reference.argmax(1))
+    for fused_labels in (None, True, False):  # timed against a compiled argmax head, forced, off
+        model_only, end_to_end = build_runners(tiny, SIZE, Backend("compile", "fp32", fused_labels=fused_labels))
+        torch.testing.assert_close(model_only(x), reference, rtol=1e-4, atol=1e-4)
+        assert torch.equal(end_to_end(x), reference.argmax(1))
+        choice = end_to_end.details.get("labels_choice")
+        if fused_labels is None:  # the argmax head it was timed against ran compiled, as it would in the graph
+            assert choice["argmax_head"] == "engine"
+            assert end_to_end.details["argmax_first"] is choice["inside the up-sampling"]
+        else:
+            assert choice is None and end_to_end.details["argmax_first"] is fused_labels
 
 
 class _DataDependent(TinyNet):
@@ -333,18 +340,19 @@ def test_compiled_models_do_not_share_a_recompile_limit():
     graphs = counters["stats"]["unique_graphs"]
     runners = [build_runners(TinyNet().eval(), SIZE, Backend("compile", precision))
                for precision in ("fp32", "bf16", "fp32")]  # the same forward code, other autocast states
-    assert counters["stats"]["unique_graphs"] - graphs == 6  # model only and end-to-end, each compiled
+    # model only, end-to-end and the argmax head timed against the fused labels, each compiled
+    assert counters["stats"]["unique_graphs"] - graphs == 9
     x = torch.randn(1, 3, *SIZE)
     for _ in range(2):  # calling them in turn recompiles none of them
         for model_only, end_to_end in runners:
             model_only(x), end_to_end(x)
-    assert counters["stats"]["unique_graphs"] - graphs == 6
+    assert counters["stats"]["unique_graphs"] - graphs == 9
     # inputs the guards would otherwise tell apart: an inference tensor, a batch axis with an odd stride
     with torch.inference_mode():
         runners[1][1](torch.randn(1, 3, *SIZE))
     odd = torch.randn(1, 3, *SIZE).contiguous(memory_format=torch.channels_last)
     runners[1][1](odd.as_strided(odd.shape, (3, 1, 3 * SIZE[1], 3)))  # how an HxWx3 image arrives
-    assert counters["stats"]["unique_graphs"] - graphs == 6
+    assert counters["stats"]["unique_graphs"] - graphs == 9
     from rtseg.inference.torch_engines import CompileFallback
 
     with pytest.raises(CompileFallback, match="would have to recompile"):

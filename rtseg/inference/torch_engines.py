@@ -120,8 +120,9 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
         example = torch.randn(batch, 3, *size, device=device)
         if channels_last:
             example = example.contiguous(memory_format=torch.channels_last)
-        fused_labels, details["labels_choice"] = choose_labels(prepared, example, precision, device,
-                                                               backend.allocator)
+        fused_labels, details["labels_choice"] = choose_labels(
+            prepared, example, precision, device, backend.allocator,
+            engine_fn=_compiled_head(precision, device, channels_last) if backend.engine == "compile" else None)
     end_to_end = EndToEnd(prepared, fused_labels=fused_labels)
     # The same words as ONNX Runtime's graph: the labels come before the full-resolution scores.
     details["argmax_first"] = end_to_end.fused
@@ -136,6 +137,14 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
     details["build_s"] = round(time.perf_counter() - started, 3)
     return (Runner(fns[0], backend, output="logits", details=details),
             Runner(fns[1], backend, output="labels", details=details))
+
+
+def _compiled_head(precision: str, device: str, channels_last: bool):
+    """For ``choose_labels``: the argmax head compiled as the end-to-end graph would compile it."""
+    def engine_fn(head: nn.Module, features: torch.Tensor):
+        compiled = _compile(head, features, precision, device, channels_last)
+        return _eager_fn(compiled, precision, device, channels_last, compiled=True)
+    return engine_fn
 
 
 class CompileFallback(RtsegError):
