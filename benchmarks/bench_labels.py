@@ -29,7 +29,9 @@ import time
 import torch
 
 from rtseg.data.processing import class_indices
+from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels
 from rtseg.memory import allocator
+from rtseg.models.decoders.base import fit_to
 from rtseg.profiling.hardware import describe
 
 
@@ -51,16 +53,6 @@ CHUNKS = (1 << 18, 1 << 20, 1 << 22)  # bytes of scores at once in the fused ste
 def _upsampling(args) -> int:
     import torch._inductor.config as inductor_config
 
-    import rtseg.inference.upsampled_labels as fused_module
-    from rtseg.inference.upsampled_labels import UpsampledLabels
-    from rtseg.models.decoders.base import fit_to
-
-    def chunked(head, chunk):
-        def run(x, size):
-            fused_module.CHUNK_BYTES = chunk
-            return head(x, size)
-        return run
-
     rows = []
     for name, (cin, kernel, stride, padding, height, width) in UPSAMPLERS.items():
         torch.manual_seed(0)
@@ -68,13 +60,12 @@ def _upsampling(args) -> int:
         layer = layer.to(memory_format=torch.channels_last)
         size = (height * stride, width * stride)
         x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
-        head = UpsampledLabels(layer)
         cases = {"transposed conv + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1)}
-        cases.update({f"fused, {chunk >> 10} KiB chunks": chunked(head, chunk) for chunk in CHUNKS})
+        cases.update({f"fused, {chunk >> 10} KiB chunks": UpsampledLabels(layer, chunk) for chunk in CHUNKS})
         with torch.no_grad(), inductor_config.patch(freezing=True):
             cases["compiled transposed conv + argmax(1)"] = torch.compile(cases["transposed conv + argmax(1)"],
                                                                           fullgraph=True)
-            cases["compiled fused"] = torch.compile(chunked(head, fused_module.CHUNK_BYTES), fullgraph=True)
+            cases["compiled fused"] = torch.compile(UpsampledLabels(layer, CHUNK_BYTES), fullgraph=True)
             reference = cases["transposed conv + argmax(1)"](x, size)
             for case, step in cases.items():
                 agree = (step(x, size) == reference).float().mean().item()
@@ -91,7 +82,6 @@ def _upsampling(args) -> int:
             ms = statistics.median(times[case])
             against = base["compiled" if case.startswith("compiled") else "eager"]
             rows.append(f"| {name} | {case} | {ms:.1f} | {against / ms:.2f}x |")
-    fused_module.CHUNK_BYTES = CHUNKS[1]
     _header(args)
     print(f"memory while timing: {args.allocator} ({memory.how})\n")
     print("| up-sampling | labels | ms | unfused / this |")

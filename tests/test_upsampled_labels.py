@@ -14,8 +14,8 @@ from torch import nn
 
 import rtseg
 from rtseg.inference import Backend, SubPixelConvTranspose2d, build_runners
-from rtseg.inference.torch_engines import EndToEnd
-from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels, can_fuse, choose_labels
+from rtseg.inference.torch_engines import EndToEnd, choose_labels, fused_labels_of
+from rtseg.inference.upsampled_labels import CHUNK_BYTES, UpsampledLabels, can_fuse
 from rtseg.models.decoders.base import fit_to
 from rtseg.models.factory import model_names
 
@@ -51,17 +51,14 @@ def test_labels_equal_the_argmax_of_the_fitted_up_sampling(cin, kernel, stride, 
         assert torch.equal(got, expected)
 
 
-def test_labels_are_the_same_whatever_the_chunk_of_rows(monkeypatch):
+def test_labels_are_the_same_whatever_the_chunk_of_rows():
     """The rows are multiplied a few at a time: one row per chunk and all at once agree."""
-    import rtseg.inference.upsampled_labels as module
-
     torch.manual_seed(1)
     deconv = nn.ConvTranspose2d(5, 4, 4, 2, 1).double()
     x = torch.randn(2, 5, 9, 11, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     expected = _reference(deconv, x, (18, 22))
     for chunk_bytes in (1, CHUNK_BYTES, 1 << 40):
-        monkeypatch.setattr(module, "CHUNK_BYTES", chunk_bytes)
-        assert torch.equal(UpsampledLabels(deconv)(x, (18, 22)), expected)
+        assert torch.equal(UpsampledLabels(deconv, chunk_bytes)(x, (18, 22)), expected)
 
 
 def test_ties_go_to_the_lowest_class_as_argmax_does():
@@ -100,7 +97,7 @@ def test_every_network_with_an_output_upsampler_computes_its_logits_through_it()
         with torch.no_grad():
             logits = model(x)
             assert torch.equal(fit_to(upsampler(model.upsampler_input(x)), x.shape[-2:]), logits), name
-            assert torch.equal(EndToEnd(model, fused_labels=True)(x), logits.argmax(1)), name
+            assert torch.equal(EndToEnd(model, fused_labels_of(model))(x), logits.argmax(1)), name
     expected = [n for n in model_names() if n.startswith(FUSED_FAMILIES)]
     assert declared == expected  # a family that stops declaring its up-sampler loses the fused labels
 
@@ -136,11 +133,16 @@ def test_the_fused_labels_are_chosen_only_when_timed_faster_by_the_margin():
             return [argmax_s, fused_s]
         return time_steps
 
-    assert choose_labels(model, x, timer=timer(0.010, 0.005)) == (
-        True, {"inside the up-sampling": True, "argmax_ms": 10.0, "fused_ms": 5.0, "argmax_head": "eager"})
-    assert choose_labels(model, x, timer=timer(0.010, 0.0099))[0] is False  # within the margin: the argmax
-    assert choose_labels(model, x, timer=timer(0.010, 0.012))[0] is False
-    # a network without an output up-sampler is not timed
+    labels = fused_labels_of(model)
+    chosen, record = choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.005))
+    assert chosen is labels and record == {"inside the up-sampling": True, "argmax_ms": 10.0, "fused_ms": 5.0,
+                                           "argmax_head": "eager"}
+    # within the margin, or slower: the argmax
+    assert choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.0099))[0] is None
+    assert choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.012))[0] is None
+    assert len(timings) == 3
+    # a network without an output up-sampler has nothing to fuse, so nothing is timed
     unet = rtseg.create_model("unet-shufflenet_v1", width=0.25).eval()
-    assert choose_labels(unet, x, timer=timer(1.0, 0.0)) == (False, {}) and len(timings) == 3
-    assert build_runners(unet, (64, 96), Backend("eager"))[1].details["argmax_first"] is False
+    assert fused_labels_of(unet) is None
+    unet_runner = build_runners(unet, (64, 96), Backend("eager"))[1]
+    assert unet_runner.details["argmax_first"] is False and "labels_choice" not in unet_runner.details

@@ -19,7 +19,6 @@ another size can reuse it (``Backend.int8_float``) instead of measuring again.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,7 +29,7 @@ from rtseg.errors import RtsegError
 from rtseg.inference.onnx_export import INPUT_NAME, rewrite_labels, sub_graph
 from rtseg.inference.ort_session import create_session
 from rtseg.inference.quantize import Quantizer
-from rtseg.profiling.timing import settle, time_in_blocks
+from rtseg.profiling.timing import settled_medians
 
 STEM = "stem conv"  # the first convolution, on the 3-channel image
 POINTWISE = "1x1 conv"
@@ -143,12 +142,9 @@ def time_graphs(graphs: dict[str, bytes], x: np.ndarray, threads: int | None, *,
             return time.perf_counter() - began
         return step
 
-    steps = [step_of(s) for s in sessions.values()]
-    for step in steps:
-        settle(step, window=3, tolerance=0.05, max_runs=15, max_seconds=20.0)
-    times = time_in_blocks(steps, runs, block)
+    medians = settled_medians([step_of(s) for s in sessions.values()], runs, block)
     del sessions
-    return {name: 1e3 * statistics.median(t) for name, t in zip(graphs, times)}
+    return {name: 1e3 * seconds for name, seconds in zip(graphs, medians)}
 
 
 def choose_float_layers(float_graph: str | Path, quantizer: Quantizer, x: np.ndarray, threads: int | None, *,

@@ -25,7 +25,9 @@ earlier in the same process, which would then recompile while being timed.
 from __future__ import annotations
 
 import copy
+import functools
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -35,23 +37,34 @@ from rtseg.inference.backend import Backend
 from rtseg.inference.folding import fold_batch_norm
 from rtseg.inference.runner import Runner
 from rtseg.inference.subpixel import rewrite_conv_transpose
-from rtseg.inference.upsampled_labels import UpsampledLabels, can_fuse, choose_labels
+from rtseg.inference.upsampled_labels import UpsampledLabels, can_fuse
+from rtseg.memory import allocator
+from rtseg.models.decoders.base import fit_to
+from rtseg.profiling.timing import settled_medians, stopwatch
 from rtseg.runtime import autocast
 
 # Small enough to cost nothing, large enough for a stride-32 encoder.
 _PROBE_SIZE = (64, 64)
+# The labels are taken inside the up-sampling only when that is this much faster (the int8 plan's margin).
+LABELS_MARGIN = 0.03
+
+
+def fused_labels_of(model: nn.Module) -> UpsampledLabels | None:
+    """The labels step inside ``model``'s output up-sampler (``SegmentationNetwork.output_upsampler``),
+    or None for a network without one that can be fused."""
+    upsampler = model.output_upsampler() if hasattr(model, "output_upsampler") else None
+    return UpsampledLabels(upsampler) if can_fuse(upsampler) else None
 
 
 class EndToEnd(nn.Module):
     """Image -> train ids, inside the timed (and compiled) region: the argmax over the classes of
-    the logits, or with ``fused_labels`` and a network whose output up-sampler can be fused
-    (``SegmentationNetwork.output_upsampler``), the labels taken inside that up-sampling."""
+    the logits, or, given ``labels`` (``fused_labels_of(model)``), the labels taken inside the
+    network's output up-sampling."""
 
-    def __init__(self, model: nn.Module, fused_labels: bool = False):
+    def __init__(self, model: nn.Module, labels: UpsampledLabels | None = None):
         super().__init__()
         self.model = model
-        upsampler = model.output_upsampler() if fused_labels and hasattr(model, "output_upsampler") else None
-        self.labels = UpsampledLabels(upsampler) if can_fuse(upsampler) else None
+        self.labels = labels
 
     @property
     def fused(self) -> bool:
@@ -115,20 +128,15 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
     device, precision = backend.device, backend.precision
     prepared, details = prepare_model(model, device, fold_bn=backend.fold_bn, subpixel=subpixel,
                                       channels_last=channels_last)
-    fused_labels = backend.fused_labels
-    if fused_labels is None:  # timed here: it pays for SkipNet's x8 up-sampling, not for ENet's x2 (Zen 3)
-        example = torch.randn(batch, 3, *size, device=device)
-        if channels_last:
-            example = example.contiguous(memory_format=torch.channels_last)
-        fused_labels, details["labels_choice"] = choose_labels(
-            prepared, example, precision, device, backend.allocator,
-            engine_fn=_compiled_head(precision, device, channels_last) if backend.engine == "compile" else None)
-    end_to_end = EndToEnd(prepared, fused_labels=fused_labels)
+    example = torch.randn(batch, 3, *size, device=device)
+    labels = fused_labels_of(prepared) if backend.fused_labels is not False else None
+    if labels is not None and backend.fused_labels is None:  # timed: pays for SkipNet's x8, not ENet's x2 (Zen 3)
+        labels, details["labels_choice"] = choose_labels(prepared, labels, example, backend, channels_last)
+    end_to_end = EndToEnd(prepared, labels)
     # The same words as ONNX Runtime's graph: the labels come before the full-resolution scores.
     details["argmax_first"] = end_to_end.fused
     modules = (prepared, end_to_end)
     if backend.engine == "compile":
-        example = torch.randn(batch, 3, *size, device=device)
         modules = tuple(_compile(m, example, precision, device, channels_last) for m in modules)
         details["compile"] = "inductor, freezing, max-autotune off"
     fns = [_eager_fn(m, precision, device, channels_last, compiled=backend.engine == "compile") for m in modules]
@@ -139,12 +147,46 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
             Runner(fns[1], backend, output="labels", details=details))
 
 
-def _compiled_head(precision: str, device: str, channels_last: bool):
-    """For ``choose_labels``: the argmax head compiled as the end-to-end graph would compile it."""
-    def engine_fn(head: nn.Module, features: torch.Tensor):
-        compiled = _compile(head, features, precision, device, channels_last)
-        return _eager_fn(compiled, precision, device, channels_last, compiled=True)
-    return engine_fn
+class ArgmaxHead(nn.Module):
+    """What the fused labels are timed against: the up-sampling, ``fit_to``, then the argmax."""
+
+    def __init__(self, layer: nn.Module, size: tuple[int, int]):
+        super().__init__()
+        self.layer, self.size = layer, tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fit_to(self.layer(x), self.size).argmax(1)
+
+
+def choose_labels(model: nn.Module, labels: UpsampledLabels, example: torch.Tensor, backend: Backend,
+                  channels_last: bool = True, *,
+                  timer: Callable[[list], list[float]] = settled_medians) -> tuple[UpsampledLabels | None, dict]:
+    """``labels`` when taking them inside ``model``'s output up-sampling is faster by
+    ``LABELS_MARGIN`` than the argmax after it, else None; and the record of the timing.
+
+    Both run on the up-sampling's input for ``example`` as ``backend``'s engine runs them
+    (its precision's autocast, freed memory kept as its allocator says): for ``compile`` the
+    argmax head is compiled, because inductor's argmax is faster than eager's (ENet's: 24.7
+    against 32.3 ms, ``bench_labels --upsampling`` on a Zen 3) and a choice timed in eager slowed
+    compiled ENet to 0.90x (``bench_speed.py``, docs/speed.md); the fused step is one custom
+    operator that a compiled graph runs as eager does."""
+    precision, device = backend.precision, backend.device
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    size = tuple(example.shape[-2:])
+    with torch.inference_mode(), autocast(precision, device):
+        features = model.upsampler_input(example.contiguous(memory_format=memory_format))
+    compiled = backend.engine == "compile"
+    head = ArgmaxHead(model.output_upsampler(), size)
+    if compiled:
+        head = _compile(head, features, precision, device, channels_last)
+    runs = [_eager_fn(head, precision, device, channels_last, compiled=compiled),
+            _eager_fn(functools.partial(labels, size=size), precision, device, channels_last)]
+    with allocator(backend.allocator):
+        argmax_s, fused_s = timer([stopwatch(run, features, device) for run in runs])
+    chosen = fused_s < (1 - LABELS_MARGIN) * argmax_s
+    return (labels if chosen else None), {
+        "inside the up-sampling": chosen, "argmax_ms": round(1e3 * argmax_s, 3), "fused_ms": round(1e3 * fused_s, 3),
+        "argmax_head": "compiled" if compiled else "eager"}
 
 
 class CompileFallback(RtsegError):

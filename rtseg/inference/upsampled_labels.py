@@ -11,44 +11,34 @@ of every phase, which are then placed on the full-resolution grid: the same labe
 ``fit_to(layer(x), size).argmax(1)`` (equal scores up to float rounding; ties to the lowest
 class), without the full-resolution scores.
 
-Whether it pays depends on the up-sampling and the CPU: with freed memory kept (the protocol's
-allocator policy) SkipNet's x8 up-sampling and argmax ran 1.2-1.8x faster fused on a 2-core Zen 3,
-ENet's x2 one 0.95x (``benchmarks/bench_labels.py --upsampling``). So unless told,
-``choose_labels`` times both on the network's own up-sampling input when the engine is built,
-as the int8 plan times its layers, and fuses only when that is faster by ``MARGIN``.
+Whether it pays depends on the up-sampling, the engine and the CPU: with freed memory kept (the
+protocol's allocator policy), on a 2-core Zen 3, SkipNet's x8 up-sampling and argmax ran 1.22x
+faster fused in eager and 1.07x against the compiled argmax, ENet's x2 one 0.95x and 0.75x
+(``python benchmarks/bench_labels.py --upsampling --rounds 3``). So the PyTorch engines time both
+when they are built (``rtseg.inference.torch_engines.choose_labels``) and keep the faster.
 
 No library does this for PyTorch's engines: eager runs the transposed convolution and the
 argmax as two kernels, and inductor calls the matrix product as an external kernel, so it
 cannot fuse the reduction into it. The step is one ``torch.library`` custom operator: compiled
-graphs call it as one kernel (written as plain code, inductor unrolls the loop over the row
-chunks and its compile time explodes, and it splits the short reduction over the classes into
-one OpenMP region per pixel row, 8x slower than eager). It computes in its input's dtype, so
+graphs call it as one kernel (written as plain code, inductor unrolled the loop over the row
+chunks, which made compiling take minutes, and split the short reduction over the classes into
+one OpenMP region per pixel row, far slower than eager). It computes in its input's dtype, so
 it gives the same under ``torch.autocast`` in eager and compiled code, and a compiled graph
-runs it as eager does, which is why the choice is timed in eager for both engines.
+runs it as eager does.
 """
 
 from __future__ import annotations
-
-import statistics
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from rtseg.inference.subpixel import SubPixelConvTranspose2d, is_convertible
-from rtseg.memory import allocator
-from rtseg.models.decoders.base import fit_to
-from rtseg.profiling.timing import settle, stopwatch, time_in_blocks
-from rtseg.runtime import autocast
 
-# Scores computed at once: a few low-resolution rows, small enough to stay in a core's cache
-# (the sweep of chunk sizes in bench_labels --upsampling was flat from 0.3 to 2.5 MB).
+# Scores computed at once: a few low-resolution rows, to stay in a core's cache. In
+# ``bench_labels --upsampling`` 1 and 4 MiB were within 10 % of each other for both SkipNet's
+# and ENet's up-sampling, and 256 KiB was 0.62x for ENet (too few of its 512-pixel rows a product).
 CHUNK_BYTES = 1 << 20
-
-
-# The fused step must be this much faster than the argmax to be chosen (the int8 plan's margin).
-MARGIN = 0.03
 
 
 def can_fuse(layer: nn.Module | None) -> bool:
@@ -59,8 +49,9 @@ def can_fuse(layer: nn.Module | None) -> bool:
 class UpsampledLabels(nn.Module):
     """``fit_to(layer(x), size).argmax(1)`` for a transposed convolution ``layer``, in one pass."""
 
-    def __init__(self, layer: nn.ConvTranspose2d | SubPixelConvTranspose2d):
+    def __init__(self, layer: nn.ConvTranspose2d | SubPixelConvTranspose2d, chunk_bytes: int = CHUNK_BYTES):
         super().__init__()
+        self.chunk_bytes = int(chunk_bytes)
         if not can_fuse(layer):
             raise ValueError(f"cannot fuse the argmax into {layer}: needs a transposed convolution with "
                              f"groups=1, dilation=1, equal strides and zero padding")
@@ -79,7 +70,7 @@ class UpsampledLabels(nn.Module):
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
         return upsampled_labels(x, self.weight, self.bias, self.classes, self.geometry,
-                                [int(size[0]), int(size[1])])
+                                [int(size[0]), int(size[1])], self.chunk_bytes)
 
 
 def _output_size(height: int, width: int, geometry: list[int], size: list[int]) -> tuple[int, int]:
@@ -90,8 +81,9 @@ def _output_size(height: int, width: int, geometry: list[int], size: list[int]) 
 
 @torch.library.custom_op("rtseg::upsampled_labels", mutates_args=())
 def upsampled_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, classes: int,
-                     geometry: list[int], size: list[int]) -> torch.Tensor:
-    """Labels ``[N, *size]`` of the up-sampling ``(weight, bias, geometry)`` of ``x``, fitted to ``size``."""
+                     geometry: list[int], size: list[int], chunk_bytes: int) -> torch.Tensor:
+    """Labels ``[N, *size]`` of the up-sampling ``(weight, bias, geometry)`` of ``x``, fitted to
+    ``size``, computing at most about ``chunk_bytes`` of scores at once."""
     batch, _, height, width = x.shape
     s, ph, pw, th, tw = geometry[:5]
     out_h, out_w = _output_size(height, width, geometry, size)
@@ -102,7 +94,7 @@ def upsampled_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     patches = taps[0] if len(taps) == 1 else torch.cat(taps, dim=3)  # (N, rows, cols, taps * in)
     weight, bias = weight.to(x.dtype), bias.to(x.dtype)
     labels = torch.empty(batch, rows, s, cols, s, dtype=torch.long, device=x.device)
-    step = max(1, CHUNK_BYTES // (batch * cols * weight.shape[1] * x.element_size()))
+    step = max(1, chunk_bytes // (batch * cols * weight.shape[1] * x.element_size()))
     for row in range(0, rows, step):
         chunk = patches[:, row:row + step]
         scores = torch.addmm(bias, chunk.reshape(-1, chunk.shape[-1]), weight)
@@ -117,60 +109,5 @@ def upsampled_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
 
 
 @upsampled_labels.register_fake
-def _(x, weight, bias, classes, geometry, size):
+def _(x, weight, bias, classes, geometry, size, chunk_bytes):
     return x.new_empty((x.shape[0], size[0], size[1]), dtype=torch.long)
-
-
-def _time_heads(steps: list[Callable[[], float]], runs: int = 10) -> list[float]:
-    """Median seconds of each step, side by side in blocks after settling (the protocol's rules)."""
-    for step in steps:
-        settle(step, window=3, tolerance=0.05, max_runs=15, max_seconds=10.0)
-    return [statistics.median(t) for t in time_in_blocks(steps, runs, block=5)]
-
-
-class ArgmaxHead(nn.Module):
-    """The other way, timed against the fused step: the up-sampling, ``fit_to``, then the argmax."""
-
-    def __init__(self, layer: nn.Module, size: tuple[int, int]):
-        super().__init__()
-        self.layer, self.size = layer, tuple(size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fit_to(self.layer(x), self.size).argmax(1)
-
-
-def choose_labels(model: nn.Module, example: torch.Tensor, precision: str = "fp32", device: str = "cpu",
-                  memory: str = "reuse", *, engine_fn: Callable[[nn.Module, torch.Tensor], Callable] | None = None,
-                  timer: Callable[[list], list[float]] = _time_heads) -> tuple[bool, dict]:
-    """Whether ``model``'s labels are faster taken inside its output up-sampling than by the
-    argmax after it, timed on this machine on the up-sampling's input for ``example``
-    (``precision``'s autocast, freed memory kept as ``memory`` says); and the record of it.
-
-    ``engine_fn(head, features)`` turns the argmax head into what the engine runs (the compile
-    engine compiles it: inductor's argmax is faster than eager's, 24.7 against 32.3 ms for
-    ENet's on a Zen 3, and compiled ENet ran 0.90x with a choice timed in eager); the fused step
-    runs as eager in either engine. A network without a fusable up-sampler gets ``False`` and an
-    empty record."""
-    layer = model.output_upsampler() if hasattr(model, "output_upsampler") else None
-    if not can_fuse(layer):
-        return False, {}
-    size = tuple(example.shape[-2:])
-    fused = UpsampledLabels(layer)
-    with torch.inference_mode(), autocast(precision, device):
-        features = model.upsampler_input(example)
-
-    def under_autocast(fn):
-        def run(x):
-            with torch.inference_mode(), autocast(precision, device):
-                return fn(x)
-        return run
-
-    head = ArgmaxHead(layer, size)
-    argmax_fn = under_autocast(head) if engine_fn is None else engine_fn(head, features)
-    steps = [stopwatch(argmax_fn, features, device), stopwatch(under_autocast(lambda x: fused(x, size)), features,
-                                                               device)]
-    with allocator(memory):
-        argmax_s, fused_s = timer(steps)
-    chosen = fused_s < (1 - MARGIN) * argmax_s
-    return chosen, {"inside the up-sampling": chosen, "argmax_ms": round(1e3 * argmax_s, 3),
-                    "fused_ms": round(1e3 * fused_s, 3), "argmax_head": "eager" if engine_fn is None else "engine"}

@@ -237,16 +237,16 @@ def _conv_shapes(shapes) -> tuple[list[int], list[int]] | None:
     return list(shapes[0]), list(shapes[1])
 
 
-def _is_conv(name: str) -> bool:
+def _counted_whole(name: str) -> bool:
     """An op counted whole (inclusive time, FLOPs found anywhere inside): a convolution, or the
     fused up-sampling and argmax, whose matrix products and max are its own."""
     return "conv" in name or name == _UPSAMPLED_LABELS_OP
 
 
-def _inside_conv(event) -> bool:
+def _inside_whole_op(event) -> bool:
     parent = event.cpu_parent
     while parent is not None:
-        if _is_conv(parent.name):
+        if _counted_whole(parent.name):
             return True
         parent = parent.cpu_parent
     return False
@@ -274,9 +274,9 @@ def profile_torch(runner: Runner, x: torch.Tensor, runs: int = 20, *, warmup: in
             runner(x)
     per_kind: dict[str, list] = defaultdict(lambda: [0.0, 0, 0.0])
     for event in prof.events():
-        if _inside_conv(event):
+        if _inside_whole_op(event):
             continue  # inside a convolution's inclusive time
-        conv = _is_conv(event.name)
+        conv = _counted_whole(event.name)
         micros = event.cpu_time_total if conv else event.self_cpu_time_total
         if micros <= 0:
             continue

@@ -157,6 +157,15 @@ def time_in_blocks(steps: Sequence[Callable[[], float]], runs: int, block: int =
     return times
 
 
+def settled_medians(steps: Sequence[Callable[[], float]], runs: int = 10, block: int = 5,
+                    max_seconds: float = 20.0) -> list[float]:
+    """Median seconds of each step: each warmed up until settled (short windows: a choice made
+    while building an engine, not a reported figure), then timed side by side in blocks."""
+    for step in steps:
+        settle(step, window=3, tolerance=0.05, max_runs=15, max_seconds=max_seconds)
+    return [statistics.median(t) for t in time_in_blocks(steps, runs, block)]
+
+
 def time_interleaved(steps: Sequence[Callable[[], float]], runs: int) -> list[list[float]]:
     """``runs`` timings of each step, taken in turn (A, B, A, B, ...)."""
     times: list[list[float]] = [[] for _ in steps]
