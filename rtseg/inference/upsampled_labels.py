@@ -35,10 +35,11 @@ from torch.nn import functional as F
 
 from rtseg.inference.subpixel import SubPixelConvTranspose2d, is_convertible
 
-# Scores computed at once: a few low-resolution rows, to stay in a core's cache. In
-# ``bench_labels --upsampling`` 1 and 4 MiB were within 10 % of each other for both SkipNet's
-# and ENet's up-sampling, and 256 KiB was 0.62x for ENet (too few of its 512-pixel rows a product).
-CHUNK_BYTES = 1 << 20
+# Scores computed at once: a few low-resolution rows, to stay in the caches. In two runs of
+# ``bench_labels --upsampling`` on a Zen 3, 4 MiB beat 1 MiB for SkipNet's up-sampling (46.9
+# against 50.7 ms, 41.5 against 50.9) and tied for ENet's (33.7 / 34.0, 33.3 / 35.4); 256 KiB was
+# 0.6x for ENet (too few of its 512-pixel rows a product).
+CHUNK_BYTES = 1 << 22
 
 
 def can_fuse(layer: nn.Module | None) -> bool:
