@@ -108,15 +108,30 @@ def allocator(policy: str = "reuse") -> Iterator[AllocatorRecord]:
     if functions is None:
         yield AllocatorRecord("reuse", False, "no glibc mallopt here: the system allocator as it is")
         return
+    if all(os.environ.get(name) == value for name, value in ENVIRONMENT.items()):
+        # glibc read them at start: the process keeps freed memory already, and must go on doing so
+        yield AllocatorRecord("reuse", False, "the environment keeps freed memory (" + " ".join(
+            f"{name}={value}" for name, value in ENVIRONMENT.items()) + ")")
+        return
     mallopt, malloc_trim = functions
     if not (mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)):
         raise RtsegError("glibc's mallopt refused M_MMAP_MAX=0 / M_TRIM_THRESHOLD; use --allocator system")
     try:
         yield AllocatorRecord("reuse", True, "glibc mallopt: M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB")
     finally:
-        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        # back to what the process started with (its environment's values, else glibc's defaults),
+        # not to glibc's defaults: a block timed while a runner is built must not undo a deployment's
+        mallopt(_M_MMAP_MAX, _startup_value("MALLOC_MMAP_MAX_", _DEFAULT_MMAP_MAX))
+        mallopt(_M_TRIM_THRESHOLD, _startup_value("MALLOC_TRIM_THRESHOLD_", _DEFAULT_TRIM_THRESHOLD))
         malloc_trim(0)  # what the block kept goes back to the system, as it would have without it
+
+
+def _startup_value(name: str, default: int) -> int:
+    """The glibc malloc setting the environment gave the process at start, else glibc's default."""
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
 
 
 def minor_page_faults() -> int | None:

@@ -90,6 +90,36 @@ def test_a_deployment_gets_the_same_from_the_environment_the_plain_program_is_gi
     assert not set(ENVIRONMENT) & set(program_environment("system"))
 
 
+_KEPT_AFTER_A_REUSE_BLOCK = """
+import json, torch
+from rtseg.memory import allocator
+
+def in_heap(pointer):
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith("[heap]"):
+                start, end = (int(v, 16) for v in line.split()[0].split("-"))
+                return start <= pointer < end
+    return False
+
+with allocator("reuse") as record:  # as a runner's build times its labels choice
+    applied = record.applied
+print(json.dumps(dict(applied=applied, kept=in_heap(torch.empty(32 * 1024 * 1024).data_ptr()))))
+"""
+
+
+@glibc
+def test_a_reuse_block_leaves_a_deployment_that_keeps_freed_memory_keeping_it():
+    """Building a runner times its labels choice in a reuse block; its end set glibc back to its
+    defaults, undoing a deployed program's MALLOC_ settings (the plainest program then ran
+    SkipNet-ShuffleNet 1.4-1.7x slower than the protocol, paying fresh pages every frame)."""
+    result = json.loads(subprocess.run([sys.executable, "-c", _KEPT_AFTER_A_REUSE_BLOCK],
+                                       env=program_environment("reuse"), capture_output=True, text=True,
+                                       check=True).stdout)
+    assert not result["applied"]  # the environment keeps freed memory already
+    assert result["kept"]  # a 128 MiB block still comes from the heap, not a mapping of its own
+
+
 def test_the_faults_record_is_per_call_over_all_counters_and_none_where_not_counted():
     counters = [FaultCounter(lambda: 0.0), FaultCounter(lambda: 0.0)]
     counters[0].faults, counters[0].calls, counters[1].faults, counters[1].calls = 30, 2, 10, 2
