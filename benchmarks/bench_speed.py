@@ -29,8 +29,8 @@ protocol's end-to-end figure beside the same network run alone, one loop in a fr
 (``rtseg.profiling.plain_program``): for an ONNX Runtime entry one session of the same graph,
 for ``plain`` ``create_model(name).eval()`` in ``torch.inference_mode()``, for another PyTorch
 setting its end-to-end runner alone in a loop; each must agree within 10 %. The two are timed
-in turn for ``--check-rounds`` rounds; when they disagree and either side's own rounds moved
-by more than 10 % (a shared host's drift), the check is inconclusive, not failed or passed.
+in turn for ``--check-rounds`` rounds; when they disagree but either side's own rounds moved at
+least as much as they differ (a shared host's drift), the check is inconclusive, not failed or passed.
 """
 
 from __future__ import annotations

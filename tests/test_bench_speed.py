@@ -66,6 +66,9 @@ def test_a_plainest_program_check_is_inconclusive_when_the_rounds_drift_more_tha
     # the goals run on the Zen 3: the plain program's rounds 9.28 and 13.79 FPS, 33 % apart
     drifted = speed_report.judge_plain_check([10.08, 9.92], [9.28, 13.79])
     assert drifted["passed"] is None and drifted["drift"] == 0.327
+    # a difference larger than the drift is a fault: the protocol's rounds 19 % apart, 1.39x off
+    faulty = speed_report.judge_plain_check([8.67, 10.69, 9.54], [7.11, 6.71, 6.88])
+    assert faulty["passed"] is False and faulty["drift"] < abs(faulty["ratio"] - 1)
     report = {"plain_checks": [{"model": "enet", "setting": "plain", "protocol_fps": 10.0, "plain_program_fps": 11.5,
                                 "program": "one loop", **drifted}]}
     goal = next(g for g in speed_report._goals({"best": {}, "int8": {}, "pair": None, "failed": []}, report)
