@@ -11,8 +11,8 @@ rounds of a case's median time; the ratio is argmax over max(1).indices, so abov
 rtseg's way is faster.
 
 ``--upsampling`` times, for the final up-sampling of SkipNet (19 -> 19 classes, 16x16 stride 8,
-from 64x128) and of ENet (16 -> 19, 2x2 stride 2, from 256x512) at 512x1024, channels_last
-input: the transposed convolution then ``argmax(1)``, against the labels taken inside it
+from 64x128), of ENet (16 -> 19, 2x2 stride 2, from 256x512) and UNet's 1x1 classifier (16 -> 19
+at 512x1024) at 512x1024, channels_last input: the layer then ``argmax(1)``, against the labels taken inside it
 (``rtseg.inference.upsampled_labels``), eager and compiled, and the fused step's chunk size. The
 ratio is unfused over fused, so above 1 means the fused step is faster. Freed memory is kept in
 the process while timing, as the speed protocol does (``--allocator``, ``rtseg.memory``): with
@@ -45,8 +45,10 @@ def _median_ms(step, tensor, runs: int) -> float:
     return 1000 * statistics.median(seconds)
 
 
-# name -> (input channels, kernel, stride, padding, input height, input width): 512x1024 outputs
-UPSAMPLERS = {"SkipNet x8": (19, 16, 8, 4, 64, 128), "ENet x2": (16, 2, 2, 0, 256, 512)}
+# name -> (input channels, kernel, stride, padding, input height, input width): 512x1024 outputs;
+# stride 1 is a convolution (UNet's 1x1 classifier of its 16-channel full-resolution map)
+UPSAMPLERS = {"SkipNet x8": (19, 16, 8, 4, 64, 128), "ENet x2": (16, 2, 2, 0, 256, 512),
+              "UNet 1x1 classifier": (16, 1, 1, 0, 512, 1024)}
 CHUNKS = (1 << 18, 1 << 20, 1 << 22)  # bytes of scores at once in the fused step
 
 
@@ -56,17 +58,18 @@ def _upsampling(args) -> int:
     rows = []
     for name, (cin, kernel, stride, padding, height, width) in UPSAMPLERS.items():
         torch.manual_seed(0)
-        layer = torch.nn.ConvTranspose2d(cin, args.classes, kernel, stride, padding).eval()
+        layer = (torch.nn.ConvTranspose2d(cin, args.classes, kernel, stride, padding) if stride > 1
+                 else torch.nn.Conv2d(cin, args.classes, kernel, padding=padding)).eval()
         layer = layer.to(memory_format=torch.channels_last)
         size = (height * stride, width * stride)
         x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
-        cases = {"transposed conv + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1)}
+        cases = {"layer + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1)}
         cases.update({f"fused, {chunk >> 10} KiB chunks": UpsampledLabels(layer, chunk) for chunk in CHUNKS})
         with torch.no_grad(), inductor_config.patch(freezing=True):
-            cases["compiled transposed conv + argmax(1)"] = torch.compile(cases["transposed conv + argmax(1)"],
+            cases["compiled layer + argmax(1)"] = torch.compile(cases["layer + argmax(1)"],
                                                                           fullgraph=True)
             cases["compiled fused"] = torch.compile(UpsampledLabels(layer, CHUNK_BYTES), fullgraph=True)
-            reference = cases["transposed conv + argmax(1)"](x, size)
+            reference = cases["layer + argmax(1)"](x, size)
             for case, step in cases.items():
                 agree = (step(x, size) == reference).float().mean().item()
                 if agree < 0.999:
@@ -76,15 +79,15 @@ def _upsampling(args) -> int:
                 for _ in range(args.rounds):
                     for case, step in cases.items():
                         times[case].append(_median_ms(lambda t: step(t, size), x, args.runs))
-        base = {"eager": statistics.median(times["transposed conv + argmax(1)"]),
-                "compiled": statistics.median(times["compiled transposed conv + argmax(1)"])}
+        base = {"eager": statistics.median(times["layer + argmax(1)"]),
+                "compiled": statistics.median(times["compiled layer + argmax(1)"])}
         for case in cases:
             ms = statistics.median(times[case])
             against = base["compiled" if case.startswith("compiled") else "eager"]
             rows.append(f"| {name} | {case} | {ms:.1f} | {against / ms:.2f}x |")
     _header(args)
     print(f"memory while timing: {args.allocator} ({memory.how})\n")
-    print("| up-sampling | labels | ms | unfused / this |")
+    print("| last layer | labels | ms | unfused / this |")
     print("|---|---|---|---|")
     print("\n".join(rows))
     return 0

@@ -68,7 +68,7 @@ SETTINGS = {
     "eager-fp32-subpixel": dict(engine="eager", precision="fp32", subpixel=True),
     "compile-fp32-subpixel": dict(engine="compile", precision="fp32", subpixel=True),
     # on request: the PyTorch engines with the argmax after the full-resolution logits, as before the
-    # labels were taken inside the final up-sampling (rtseg.inference.upsampled_labels)
+    # labels were taken inside the last layer (rtseg.inference.upsampled_labels)
     "eager-fp32-argmax": dict(engine="eager", precision="fp32", fused_labels=False),
     "compile-fp32-argmax": dict(engine="compile", precision="fp32", fused_labels=False),
 }
@@ -395,7 +395,7 @@ def rows_of(entries) -> list[dict]:
                        miou=miou(entry["labels"], entry["samples"]) if entry["trained"] else None,
                        quality_size="x".join(map(str, entry["quality_size"])),
                        int8_plan=entry["details"].get("int8_plan"), allocator=entry.get("allocator"),
-                       labels_inside_upsampling=bool(entry["details"].get("argmax_first")),
+                       labels_inside_last_layer=bool(entry["details"].get("argmax_first")),
                        labels_choice=entry["details"].get("labels_choice"),
                        warnings=(timing_warnings(entry["model_only"], entry["end_to_end"], entry["details"])
                                  if entry["model_only"] else [])

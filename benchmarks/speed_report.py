@@ -82,9 +82,9 @@ def summarise(report: dict) -> dict:
 
 
 def _labels(result: dict) -> str:
-    """How the labels were taken: inside the last up-sampling or by an argmax after it, and for
+    """How the labels were taken: inside the last layer or by an argmax after it, and for
     the PyTorch engines the build's timing of both (``rtseg.inference.upsampled_labels``)."""
-    way = "inside up-sampling" if result.get("labels_inside_upsampling") else "argmax"
+    way = "inside last layer" if result.get("labels_inside_last_layer") else "argmax"
     choice = result.get("labels_choice")
     if not choice:
         return way

@@ -46,7 +46,7 @@ def test_the_subpixel_and_argmax_settings_do_what_they_say_and_plain_does_neithe
         rewritten[setting] = runners[0].details["conv_transpose_rewritten"]
         # the prepared engines time both ways of taking the labels and keep the faster
         choice = runners[1].details.get("labels_choice")
-        fused[setting] = "timed" if choice and choice["inside the up-sampling"] is runners[1].details[
+        fused[setting] = "timed" if choice and choice["inside the last layer"] is runners[1].details[
             "argmax_first"] else runners[1].details["argmax_first"]
         labels = runners[1](torch.randn(1, 3, 64, 64))
         assert labels.shape == (1, 64, 64)

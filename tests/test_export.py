@@ -234,6 +234,68 @@ def test_argmax_first_rewrite_gives_the_same_labels(tmp_path):
     np.testing.assert_array_equal(labels, logits.argmax(1))
 
 
+class TinyUNetTail(SegmentationNetwork):
+    """UNet's end: an up-sampling, batch norm and ReLU at full resolution, a crop, a 1x1 classifier."""
+
+    def __init__(self, reuse: bool = False):
+        super().__init__("tiny-unet", 5)
+        self.reuse = reuse
+        self.down = torch.nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        self.up = torch.nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.classify = torch.nn.Conv2d(4, 5, 1)
+        with torch.no_grad():  # eval-mode statistics that are not the identity
+            self.norm.running_mean.uniform_(-1, 1)
+            self.norm.running_var.uniform_(0.5, 2)
+            self.norm.weight.uniform_(0.5, 2)
+            self.norm.bias.uniform_(-1, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.norm(self.up(self.down(x))))[..., :int(x.shape[-2]) - 1, :int(x.shape[-1]) - 2]
+        logits = self.classify(y)
+        return logits + y.mean(1, keepdim=True) if self.reuse else logits
+
+
+def test_per_pixel_layers_after_the_last_shuffle_move_before_it(tmp_path):
+    """Batch norm, ReLU and the 1x1 classifier run on the phases of the low-resolution map, one
+    group per phase, and the argmax is taken before the shuffle: logits and labels unchanged."""
+    import onnx
+    import onnxruntime as ort
+
+    from rtseg.export import export_onnx
+
+    torch.manual_seed(0)
+    model = TinyUNetTail().eval()
+    path = export_onnx(model, tmp_path / "m.onnx", (20, 30), batch=2)
+    nodes = onnx.load(str(path)).graph.node
+    kinds = [n.op_type for n in nodes]
+    shuffle = kinds.index("DepthToSpace")
+    assert not {"BatchNormalization", "Relu", "Conv"} & set(kinds[shuffle:])  # nothing per-pixel after it
+    grouped = [n for n in nodes if n.op_type == "Conv" and any(a.name == "group" and a.i == 4 for a in n.attribute)]
+    assert len(grouped) == 1  # the classifier: one group per phase of the x2 up-sampling
+    producer = {o: n for n in nodes for o in n.output}
+    argmax = next(n for n in nodes if n.op_type == "ArgMax")
+    view = producer[argmax.input[0]]  # the classifier's phases, viewed as [N, s*s, C, H, W] (DCR)
+    assert view.op_type == "Reshape" and producer[view.input[0]] is grouped[0]
+    assert {a.name: a.i for a in argmax.attribute}["axis"] == 2
+    x = torch.randn(2, 3, 20, 30)
+    logits, labels = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(labels, logits.argmax(1))
+
+
+def test_a_shuffled_map_read_by_another_layer_stays_where_it_is(tmp_path):
+    import onnx
+
+    from rtseg.export import export_onnx
+
+    path = export_onnx(TinyUNetTail(reuse=True).eval(), tmp_path / "m.onnx", (20, 30))
+    kinds = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "BatchNormalization" in kinds[kinds.index("DepthToSpace"):]  # left at full resolution
+
+
 def test_export_model_is_a_python_workflow_returning_its_report(tmp_path):
     from rtseg.export import ExportOptions, export_model
 

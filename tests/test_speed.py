@@ -46,10 +46,10 @@ class TinyNet(SegmentationNetwork):
         return self.up(self.score(self.down(x)))
 
     # its up-sampler's output is already the input's size, so the engines may take the labels inside it
-    def output_upsampler(self):
+    def output_layer(self):
         return self.up
 
-    def upsampler_input(self, x):
+    def output_layer_input(self, x):
         return self.score(self.down(x))
 
 
@@ -301,7 +301,7 @@ def test_compile_engine_matches_eager(tiny_net):
         choice = end_to_end.details.get("labels_choice")
         if fused_labels is None:  # the argmax head it was timed against ran compiled, as it would in the graph
             assert choice["argmax_head"] == "compiled"
-            assert end_to_end.details["argmax_first"] is choice["inside the up-sampling"]
+            assert end_to_end.details["argmax_first"] is choice["inside the last layer"]
         else:
             assert choice is None and end_to_end.details["argmax_first"] is fused_labels
 
@@ -313,7 +313,7 @@ class _DataDependent(TinyNet):
         y = super().forward(x)
         return y if y.sum() > 0 else -y
 
-    def output_upsampler(self):  # its logits are not the up-sampler's output alone
+    def output_layer(self):  # its logits are not the up-sampler's output alone
         return None
 
 

@@ -1,5 +1,5 @@
 """Labels taken inside the final up-sampling (``rtseg.inference.upsampled_labels``) are the
-argmax of the network's logits, and every network that names an output up-sampler computes its
+argmax of the network's logits, and every network that names an output layer computes its
 logits through it.
 
 Equalities are checked in float64, where the matrix-product and transposed-convolution
@@ -70,36 +70,60 @@ def test_ties_go_to_the_lowest_class_as_argmax_does():
     assert torch.equal(labels, torch.ones(1, 6, 8, dtype=torch.long))
 
 
-def test_only_plain_transposed_convolutions_are_fused():
+@pytest.mark.parametrize("kernel,padding,bias", [
+    (1, 0, True),         # UNet's 1x1 classifier
+    (3, 1, True),         # SegNet's 3x3 classifier
+    (3, 0, False),        # no padding: the map shrinks, fit_to pads it back
+    ((3, 5), (1, 2), True),  # rectangular
+])
+@pytest.mark.parametrize("size", ["natural", "cropped", "padded"])
+def test_labels_equal_the_argmax_of_a_fitted_stride_one_convolution(kernel, padding, bias, size):
+    """A classifier at full resolution is a stride-1 transposed convolution with its kernel flipped."""
+    torch.manual_seed(2)
+    conv = nn.Conv2d(6, 5, kernel, padding=padding, bias=bias).double()
+    x = torch.randn(2, 6, 7, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    natural = conv(x).shape[-2:]
+    target = {"natural": tuple(natural), "cropped": (natural[0] - 2, natural[1] - 1),
+              "padded": (natural[0] + 3, natural[1] + 2)}[size]
+    expected = _reference(conv, x, target)
+    for chunk_bytes in (1, CHUNK_BYTES):
+        got = UpsampledLabels(conv, chunk_bytes)(x, target)
+        assert got.shape == expected.shape == (2, *target) and torch.equal(got, expected)
+
+
+def test_only_plain_transposed_and_stride_one_convolutions_are_fused():
     assert can_fuse(nn.ConvTranspose2d(4, 4, 4, 2, 1))
+    assert can_fuse(nn.Conv2d(4, 4, 1)) and can_fuse(nn.Conv2d(4, 4, 3, padding=1))
     assert not can_fuse(nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2))
-    assert not can_fuse(nn.Conv2d(4, 4, 1)) and not can_fuse(None)
+    assert not can_fuse(nn.Conv2d(4, 4, 3, stride=2)) and not can_fuse(nn.Conv2d(4, 4, 3, groups=2))
+    assert not can_fuse(nn.Conv2d(4, 4, 3, padding=3))  # wider than the kernel: no transposed twin
+    assert not can_fuse(nn.Conv2d(4, 4, 3, padding="same")) and not can_fuse(None)
     with pytest.raises(ValueError, match="groups=1"):
         UpsampledLabels(nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=4))
 
 
-FUSED_FAMILIES = ("skipnet-", "dilation-", "linknet-", "enet")
+FUSED_FAMILIES = ("skipnet-", "unet-", "dilation-", "linknet-", "enet", "segnet")
 
 
 @pytest.mark.slow
-def test_every_network_with_an_output_upsampler_computes_its_logits_through_it():
-    """The contract ``SegmentationNetwork.output_upsampler`` states, on every registered network:
-    eval-mode logits are ``fit_to(up(upsampler_input(x)), size)``, and the fused labels are their argmax."""
+def test_every_network_with_an_output_layer_computes_its_logits_through_it():
+    """The contract ``SegmentationNetwork.output_layer`` states, on every registered network:
+    eval-mode logits are ``fit_to(up(output_layer_input(x)), size)``, and the fused labels are their argmax."""
     declared = []
     for name in model_names():
         torch.manual_seed(0)
         model = rtseg.create_model(name, num_classes=5).eval().double()
-        upsampler = model.output_upsampler()
-        if upsampler is None:
+        layer = model.output_layer()
+        if layer is None:
             continue
         declared.append(name)
         x = torch.randn(1, 3, 67, 101, dtype=torch.float64)  # odd: the up-sampled map is cropped
         with torch.no_grad():
             logits = model(x)
-            assert torch.equal(fit_to(upsampler(model.upsampler_input(x)), x.shape[-2:]), logits), name
+            assert torch.equal(fit_to(layer(model.output_layer_input(x)), x.shape[-2:]), logits), name
             assert torch.equal(EndToEnd(model, fused_labels_of(model))(x), logits.argmax(1)), name
     expected = [n for n in model_names() if n.startswith(FUSED_FAMILIES)]
-    assert declared == expected  # a family that stops declaring its up-sampler loses the fused labels
+    assert declared == expected  # a family that stops declaring its output layer loses the fused labels
 
 
 def test_the_torch_engines_fuse_the_labels_when_told_or_when_timed_faster():
@@ -112,7 +136,7 @@ def test_the_torch_engines_fuse_the_labels_when_told_or_when_timed_faster():
         model_only, end_to_end = build_runners(model, (64, 96), Backend("eager", fused_labels=fused_labels))
         choice = end_to_end.details.get("labels_choice")
         if fused_labels is None:  # timed at build: the record says what was measured and chosen
-            assert choice["inside the up-sampling"] is end_to_end.details["argmax_first"]
+            assert choice["inside the last layer"] is end_to_end.details["argmax_first"]
             assert choice["fused_ms"] > 0 and choice["argmax_ms"] > 0
         else:
             assert choice is None and end_to_end.details["argmax_first"] is fused_labels
@@ -135,14 +159,14 @@ def test_the_fused_labels_are_chosen_only_when_timed_faster_by_the_margin():
 
     labels = fused_labels_of(model)
     chosen, record = choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.005))
-    assert chosen is labels and record == {"inside the up-sampling": True, "argmax_ms": 10.0, "fused_ms": 5.0,
+    assert chosen is labels and record == {"inside the last layer": True, "argmax_ms": 10.0, "fused_ms": 5.0,
                                            "argmax_head": "eager"}
     # within the margin, or slower: the argmax
     assert choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.0099))[0] is None
     assert choose_labels(model, labels, x, Backend("eager"), timer=timer(0.010, 0.012))[0] is None
     assert len(timings) == 3
-    # a network without an output up-sampler has nothing to fuse, so nothing is timed
-    unet = rtseg.create_model("unet-shufflenet_v1", width=0.25).eval()
-    assert fused_labels_of(unet) is None
-    unet_runner = build_runners(unet, (64, 96), Backend("eager"))[1]
-    assert unet_runner.details["argmax_first"] is False and "labels_choice" not in unet_runner.details
+    # a network without an output layer has nothing to fuse, so nothing is timed
+    lraspp = rtseg.create_model("lraspp-shufflenet_v1", width=0.25).eval()  # ends in a bilinear resize
+    assert fused_labels_of(lraspp) is None
+    lraspp_runner = build_runners(lraspp, (64, 96), Backend("eager"))[1]
+    assert lraspp_runner.details["argmax_first"] is False and "labels_choice" not in lraspp_runner.details

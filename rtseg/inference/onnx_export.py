@@ -20,7 +20,7 @@ from torch import nn
 
 from rtseg.atomic import atomic_path
 from rtseg.errors import RtsegError
-from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space, is_rewritten
+from rtseg.inference.onnx_rewrite import argmax_before_depth_to_space, is_rewritten, pointwise_before_depth_to_space
 from rtseg.inference.subpixel import rewrite_conv_transpose
 
 INPUT_NAME = "image"
@@ -69,6 +69,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         except Exception as exc:
             raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        rewrite_pointwise(tmp)
         if argmax_first:
             rewrite_labels(tmp)
         check_onnx(tmp)
@@ -115,6 +116,16 @@ def _pinned_axes(program) -> set[int]:
         if not isinstance(dim, torch.SymInt) or not dim.node.expr.free_symbols:
             pinned.add(axis)
     return pinned
+
+
+def rewrite_pointwise(path: str | Path) -> bool:
+    """Apply ``pointwise_before_depth_to_space`` to the ONNX file in place; True if it changed."""
+    import onnx
+
+    model, changed = pointwise_before_depth_to_space(onnx.load(str(path)))
+    if changed:
+        onnx.save(model, str(path))
+    return changed
 
 
 def rewrite_labels(path: str | Path) -> bool:

@@ -3,9 +3,9 @@
 Both start from the same prepared copy of the model: eval mode, batch norm folded into the
 convolutions, optionally transposed convolutions rewritten as sub-pixel convolutions, and
 channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU). The labels
-of a network that ends in a transposed convolution can be taken inside it
-(``rtseg.inference.upsampled_labels``), as ONNX Runtime's graph takes the argmax before its last
-pixel shuffle: unless ``Backend.fused_labels`` says, both ways are timed at build and the faster
+of a network that ends in a linear layer (a transposed convolution to full resolution, a 1x1
+classifier at it) can be taken inside it (``rtseg.inference.upsampled_labels``), as ONNX
+Runtime's graph takes the argmax before its last pixel shuffle: unless ``Backend.fused_labels`` says, both ways are timed at build and the faster
 kept (``details["labels_choice"]``); the model-only runner always returns the full logits.
 Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
 (``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
@@ -45,21 +45,21 @@ from rtseg.runtime import autocast
 
 # Small enough to cost nothing, large enough for a stride-32 encoder.
 _PROBE_SIZE = (64, 64)
-# The labels are taken inside the up-sampling only when that is this much faster (the int8 plan's margin).
+# The labels are taken inside the last layer only when that is this much faster (the int8 plan's margin).
 LABELS_MARGIN = 0.03
 
 
 def fused_labels_of(model: nn.Module) -> UpsampledLabels | None:
-    """The labels step inside ``model``'s output up-sampler (``SegmentationNetwork.output_upsampler``),
+    """The labels step inside ``model``'s output layer (``SegmentationNetwork.output_layer``),
     or None for a network without one that can be fused."""
-    upsampler = model.output_upsampler() if hasattr(model, "output_upsampler") else None
+    upsampler = model.output_layer() if hasattr(model, "output_layer") else None
     return UpsampledLabels(upsampler) if can_fuse(upsampler) else None
 
 
 class EndToEnd(nn.Module):
     """Image -> train ids, inside the timed (and compiled) region: the argmax over the classes of
     the logits, or, given ``labels`` (``fused_labels_of(model)``), the labels taken inside the
-    network's output up-sampling."""
+    network's output layer."""
 
     def __init__(self, model: nn.Module, labels: UpsampledLabels | None = None):
         super().__init__()
@@ -73,7 +73,7 @@ class EndToEnd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.labels is None:
             return self.model(x).argmax(1)
-        return self.labels(self.model.upsampler_input(x), x.shape[-2:])
+        return self.labels(self.model.output_layer_input(x), x.shape[-2:])
 
 
 def prepare_model(model: nn.Module, device: str = "cpu", *, fold_bn: bool = True, subpixel: bool = False,
@@ -148,7 +148,7 @@ def build_torch_runners(model: nn.Module, size: tuple[int, int], backend: Backen
 
 
 class ArgmaxHead(nn.Module):
-    """What the fused labels are timed against: the up-sampling, ``fit_to``, then the argmax."""
+    """What the fused labels are timed against: the output layer, ``fit_to``, then the argmax."""
 
     def __init__(self, layer: nn.Module, size: tuple[int, int]):
         super().__init__()
@@ -161,10 +161,10 @@ class ArgmaxHead(nn.Module):
 def choose_labels(model: nn.Module, labels: UpsampledLabels, example: torch.Tensor, backend: Backend,
                   channels_last: bool = True, *,
                   timer: Callable[[list], list[float]] = settled_medians) -> tuple[UpsampledLabels | None, dict]:
-    """``labels`` when taking them inside ``model``'s output up-sampling is faster by
+    """``labels`` when taking them inside ``model``'s output layer is faster by
     ``LABELS_MARGIN`` than the argmax after it, else None; and the record of the timing.
 
-    Both run on the up-sampling's input for ``example`` as ``backend``'s engine runs them
+    Both run on the output layer's input for ``example`` as ``backend``'s engine runs them
     (its precision's autocast, freed memory kept as its allocator says): for ``compile`` the
     argmax head is compiled, because inductor's argmax is faster than eager's (ENet's: 24.7
     against 32.3 ms, ``bench_labels --upsampling`` on a Zen 3) and a choice timed in eager slowed
@@ -174,9 +174,9 @@ def choose_labels(model: nn.Module, labels: UpsampledLabels, example: torch.Tens
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     size = tuple(example.shape[-2:])
     with torch.inference_mode(), autocast(precision, device):
-        features = model.upsampler_input(example.contiguous(memory_format=memory_format))
+        features = model.output_layer_input(example.contiguous(memory_format=memory_format))
     compiled = backend.engine == "compile"
-    head = ArgmaxHead(model.output_upsampler(), size)
+    head = ArgmaxHead(model.output_layer(), size)
     if compiled:
         head = _compile(head, features, precision, device, channels_last)
     runs = [_eager_fn(head, precision, device, channels_last, compiled=compiled),
@@ -185,7 +185,7 @@ def choose_labels(model: nn.Module, labels: UpsampledLabels, example: torch.Tens
         argmax_s, fused_s = timer([stopwatch(run, features, device) for run in runs])
     chosen = fused_s < (1 - LABELS_MARGIN) * argmax_s
     return (labels if chosen else None), {
-        "inside the up-sampling": chosen, "argmax_ms": round(1e3 * argmax_s, 3), "fused_ms": round(1e3 * fused_s, 3),
+        "inside the last layer": chosen, "argmax_ms": round(1e3 * argmax_s, 3), "fused_ms": round(1e3 * fused_s, 3),
         "argmax_head": "compiled" if compiled else "eager"}
 
 

@@ -11,10 +11,16 @@ of every phase, which are then placed on the full-resolution grid: the same labe
 ``fit_to(layer(x), size).argmax(1)`` (equal scores up to float rounding; ties to the lowest
 class), without the full-resolution scores.
 
-Whether it pays depends on the up-sampling, the engine and the CPU: with freed memory kept (the
+A classifier at full resolution (UNet's 1x1 convolution, SegNet's 3x3) is the stride-1 case: a
+convolution with stride 1 is a transposed convolution with its kernel flipped (``as_transposed``).
+The patches are built a chunk of rows at a time, so a 3x3 classifier never holds nine copies of
+its full-resolution input.
+
+Whether it pays depends on the layer, the engine and the CPU: with freed memory kept (the
 protocol's allocator policy), on a 2-core Zen 3, SkipNet's x8 up-sampling and argmax ran 1.22x
 faster fused in eager and 1.07x against the compiled argmax, ENet's x2 one 0.95x and 0.75x
-(``python benchmarks/bench_labels.py --upsampling --rounds 3``). So the PyTorch engines time both
+(``python benchmarks/bench_labels.py --upsampling --rounds 3``); UNet's 1x1 classifier of 16
+channels, whose unfused convolution is cheap, 0.79x and 0.58x. So the PyTorch engines time both
 when they are built (``rtseg.inference.torch_engines.choose_labels``) and keep the faster.
 
 No library does this for PyTorch's engines: eager runs the transposed convolution and the
@@ -43,19 +49,49 @@ CHUNK_BYTES = 1 << 22
 
 
 def can_fuse(layer: nn.Module | None) -> bool:
-    """Whether ``layer`` is an up-sampling this module can fuse with the argmax."""
-    return isinstance(layer, SubPixelConvTranspose2d) or is_convertible(layer)
+    """Whether ``layer`` is a last layer this module can fuse with the argmax."""
+    return isinstance(layer, SubPixelConvTranspose2d) or is_convertible(layer) or _is_stride1_conv(layer)
+
+
+def _is_stride1_conv(layer: nn.Module | None) -> bool:
+    """A convolution that is a stride-1 transposed convolution (``as_transposed``): a classifier."""
+    return (isinstance(layer, nn.Conv2d) and layer.groups == 1 and tuple(layer.stride) == (1, 1)
+            and tuple(layer.dilation) == (1, 1) and layer.padding_mode == "zeros"
+            and isinstance(layer.padding, tuple)
+            and all(0 <= p < k for p, k in zip(layer.padding, layer.kernel_size)))
+
+
+def as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
+    """The stride-1 transposed convolution equal to ``conv`` (stride 1, groups 1, padding p < k).
+
+    Along one axis a correlation ``y[o] = sum_k x[o - p + k] w[k]`` is ``sum_i x[i] w'[o + p' - i]``
+    with the kernel flipped, ``w'[j] = w[K - 1 - j]``, and ``p' = K - 1 - p``; in and out channels
+    swap places in the weight's layout."""
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    weight = conv.weight.detach()
+    deconv = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, (kh, kw), padding=(kh - 1 - ph, kw - 1 - pw),
+                                bias=conv.bias is not None).to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        deconv.weight.copy_(weight.flip(2, 3).transpose(0, 1))
+        if conv.bias is not None:
+            deconv.bias.copy_(conv.bias.detach())
+    return deconv
 
 
 class UpsampledLabels(nn.Module):
-    """``fit_to(layer(x), size).argmax(1)`` for a transposed convolution ``layer``, in one pass."""
+    """``fit_to(layer(x), size).argmax(1)`` for a transposed convolution ``layer`` (or a stride-1
+    convolution, a transposed one of stride 1), in one pass."""
 
-    def __init__(self, layer: nn.ConvTranspose2d | SubPixelConvTranspose2d, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(self, layer: nn.ConvTranspose2d | SubPixelConvTranspose2d | nn.Conv2d,
+                 chunk_bytes: int = CHUNK_BYTES):
         super().__init__()
         self.chunk_bytes = int(chunk_bytes)
         if not can_fuse(layer):
             raise ValueError(f"cannot fuse the argmax into {layer}: needs a transposed convolution with "
-                             f"groups=1, dilation=1, equal strides and zero padding")
+                             f"groups=1, dilation=1, equal strides and zero padding, or a convolution "
+                             f"with groups=1, dilation=1, stride 1 and padding below the kernel size")
+        if _is_stride1_conv(layer):
+            layer = as_transposed(layer)
         sub = layer if isinstance(layer, SubPixelConvTranspose2d) else SubPixelConvTranspose2d(layer)
         conv = sub.conv
         self.classes = conv.out_channels // (sub.stride ** 2)
@@ -89,15 +125,17 @@ def upsampled_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     s, ph, pw, th, tw = geometry[:5]
     out_h, out_w = _output_size(height, width, geometry, size)
     rows, cols = (out_h - 1 + ph) // s + 1, (out_w - 1 + pw) // s + 1
-    x = F.pad(x, (tw - 1, max(0, cols - width), th - 1, max(0, rows - height)))
+    pads = (tw - 1, max(0, cols - width), th - 1, max(0, rows - height))
+    if any(pads):  # a 1x1 classifier needs none, and a pad would copy its full-resolution input
+        x = F.pad(x, pads)
     pixels = x.permute(0, 2, 3, 1)  # NHWC: a free view of channels_last input
-    taps = [pixels[:, ty:ty + rows, tx:tx + cols] for ty in range(th) for tx in range(tw)]
-    patches = taps[0] if len(taps) == 1 else torch.cat(taps, dim=3)  # (N, rows, cols, taps * in)
     weight, bias = weight.to(x.dtype), bias.to(x.dtype)
     labels = torch.empty(batch, rows, s, cols, s, dtype=torch.long, device=x.device)
     step = max(1, chunk_bytes // (batch * cols * weight.shape[1] * x.element_size()))
     for row in range(0, rows, step):
-        chunk = patches[:, row:row + step]
+        # The patches of these rows only: (N, r, cols, taps * in); a single tap is a view
+        taps = [pixels[:, row + ty:min(row + step, rows) + ty, tx:tx + cols] for ty in range(th) for tx in range(tw)]
+        chunk = taps[0] if len(taps) == 1 else torch.cat(taps, dim=3)
         scores = torch.addmm(bias, chunk.reshape(-1, chunk.shape[-1]), weight)
         best = scores.view(batch, -1, cols, classes, s, s).max(3).indices  # (N, r, cols, by, bx)
         labels[:, row:row + step] = best.permute(0, 1, 3, 2, 4)

@@ -11,11 +11,11 @@ ENet and SegNet, and today's real-time models alike:
   logits, as in eval mode) and one entry per extra output its recipe trains (``"aux"``,
   ``"aux2"``, ``"boundary"``, ``"detail"``...), each a tensor; the training recipe names the
   loss of each (``rtseg.training``), so the trainer needs no code per model;
-* ``output_upsampler()``: the layer (a transposed convolution) whose output, fitted to the
-  input's size by ``fit_to``, is the eval-mode logits, or None; when there is one,
-  ``upsampler_input(x)`` is what it is applied to, so an inference engine can take the labels
-  inside that up-sampling (``rtseg.inference.upsampled_labels``) without the full-resolution
-  scores;
+* ``output_layer()``: the last layer, linear (a transposed convolution to full resolution, or
+  a stride-1 convolution at it: a 1x1 classifier), whose output, fitted to the input's size by
+  ``fit_to``, is the eval-mode logits, or None; when there is one, ``output_layer_input(x)`` is
+  what it is applied to, so an inference engine can take the labels inside that layer
+  (``rtseg.inference.upsampled_labels``) without the full-resolution scores;
 * ``load_weights(path)``: a whole-network file, rtseg's own or the authors' release, turned
   into this network's keys by ``convert_state_dict`` (identity unless a network knows another
   layout); a file that does not fit names its missing and unexpected keys.
@@ -51,13 +51,13 @@ class SegmentationNetwork(nn.Module):
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
 
-    def output_upsampler(self) -> nn.Module | None:
-        """The final up-sampling layer (see the module docstring), or None: the default."""
+    def output_layer(self) -> nn.Module | None:
+        """The last, linear layer of the logits (see the module docstring), or None: the default."""
         return None
 
-    def upsampler_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The input of ``output_upsampler()`` for the image batch ``x`` (eval mode)."""
-        raise NotImplementedError(f"{self.name} has no output up-sampler")
+    def output_layer_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of ``output_layer()`` for the image batch ``x`` (eval mode)."""
+        raise NotImplementedError(f"{self.name} names no output layer")
 
     def convert_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Another layout of this network's weights (an official release) -> this module's keys.
@@ -88,9 +88,9 @@ class SegmentationModel(SegmentationNetwork):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x), x.shape[-2:])
 
-    def output_upsampler(self) -> nn.Module | None:
-        name = self.decoder.output_upsampler
+    def output_layer(self) -> nn.Module | None:
+        name = self.decoder.output_layer
         return None if name is None else getattr(self.decoder, name)
 
-    def upsampler_input(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder.upsampler_input(self.encoder(x), x.shape[-2:])
+    def output_layer_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder.output_layer_input(self.encoder(x), x.shape[-2:])

@@ -212,12 +212,12 @@ class ENet(SegmentationNetwork):
             coarse = self.encoder_classifier(self._encode(x)[-1])
             return coarse if self.training else F.interpolate(coarse, size=x.shape[-2:], mode="bilinear",
                                                               align_corners=False)
-        return fit_to(self.classifier(self.upsampler_input(x)), x.shape[-2:])
+        return fit_to(self.classifier(self.output_layer_input(x)), x.shape[-2:])
 
-    def output_upsampler(self) -> nn.Module | None:
+    def output_layer(self) -> nn.Module | None:
         return None if self.encoder_only else self.classifier
 
-    def upsampler_input(self, x: torch.Tensor) -> torch.Tensor:
+    def output_layer_input(self, x: torch.Tensor) -> torch.Tensor:
         """The 16-channel half-resolution map the 2x2 stride-2 ``classifier`` turns into logits."""
         x1, x2, indices1, indices2, x3 = self._encode(x)
         y = self.stage4(self.up4(x3, indices2, x2.shape[-2:]))

@@ -22,25 +22,25 @@ from rtseg.models.encoders.base import FeatureInfo
 class Decoder(nn.Module):
     """Feature maps -> logits of the requested size.
 
-    A decoder whose last step is a learned up-sampling names that layer's attribute in
-    ``output_upsampler`` and implements ``upsampler_input``; ``forward`` is then
-    ``fit_to(layer(upsampler_input(features, size)), size)``. Naming it lets an inference
-    engine take the argmax inside the up-sampling instead of after it
-    (``rtseg.inference.upsampled_labels``), without the full-resolution scores.
+    A decoder whose last step is linear (a learned up-sampling to full resolution, or a 1x1
+    classifier at it) names that layer's attribute in ``output_layer`` and implements
+    ``output_layer_input``; ``forward`` is then ``fit_to(layer(output_layer_input(features, size)),
+    size)``. Naming it lets an inference engine take the argmax inside that layer instead of after
+    it (``rtseg.inference.upsampled_labels``), without the full-resolution scores.
     """
 
     # The output stride the decoder wants from its encoder (the dilation frontend wants 8).
     encoder_output_stride: int = 32
-    # Attribute name of the final up-sampling layer (an nn.ConvTranspose2d), or None.
-    output_upsampler: str | None = None
+    # Attribute name of the last, linear layer (nn.ConvTranspose2d, or a stride-1 nn.Conv2d), or None.
+    output_layer: str | None = None
 
-    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def output_layer_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def forward(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        if self.output_upsampler is None:
+        if self.output_layer is None:
             raise NotImplementedError  # pragma: no cover - abstract
-        return fit_to(getattr(self, self.output_upsampler)(self.upsampler_input(features, size)), size)
+        return fit_to(getattr(self, self.output_layer)(self.output_layer_input(features, size)), size)
 
 
 def fit_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

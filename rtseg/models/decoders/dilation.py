@@ -28,7 +28,7 @@ class DilationFrontend(Decoder):
         self.score = nn.Conv2d(last.channels, num_classes, 1)
         self.up = upsampler(num_classes, num_classes, last.stride, bilinear_init=True)
 
-    output_upsampler = "up"
+    output_layer = "up"
 
-    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def output_layer_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         return self.score(features[-1])

@@ -102,9 +102,9 @@ class LinkNet(Decoder):
         )
         self.classify = nn.ConvTranspose2d(OUTPUT_CHANNELS, num_classes, 2, stride=2)
 
-    output_upsampler = "classify"
+    output_layer = "classify"
 
-    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def output_layer_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The /2 map that ``classify``, a 2x2 stride-2 transposed convolution, turns into logits."""
         maps = [features[i] for i in self.levels]
         x = maps[-1]

@@ -50,9 +50,9 @@ class SkipNet(Decoder):
         self.score_norm = nn.ModuleList(norm() for _ in range(len(infos) - 1))
         self.up_norm = nn.ModuleList(norm() for _ in range(len(infos) - 1))
 
-    output_upsampler = "final_up"
+    output_layer = "final_up"
 
-    def upsampler_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def output_layer_input(self, features: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The fused /8 scores that ``final_up`` brings to full resolution."""
         maps = [features[i] for i in SKIP_LEVELS]
         scores = self.score[-1](maps[-1])

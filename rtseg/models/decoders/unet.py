@@ -111,9 +111,14 @@ class UNet(Decoder):
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # TF: element-wise tf.nn.dropout
         self.classify = nn.Conv2d(head_channels, num_classes, 1)
 
-    def forward(self, features: Sequence[torch.Tensor | None], size: tuple[int, int]) -> torch.Tensor:
+    # The 1x1 classifier is pointwise, so it commutes with ``fit_to``'s crop and replicate padding:
+    # ``Decoder.forward`` fits its scores, and an engine can take the labels inside it.
+    output_layer = "classify"
+
+    def output_layer_input(self, features: Sequence[torch.Tensor | None], size: tuple[int, int]) -> torch.Tensor:
+        """The full-resolution ``head_channels`` map that ``classify``, a 1x1 convolution, scores."""
         maps = [features[level] for level in self.levels]
         x = maps[-1]
         for stage, skip in zip(self.stages, maps[-2::-1]):
             x = stage(x, skip)
-        return self.classify(self.dropout(fit_to(self.final_up(x), size)))
+        return self.dropout(self.final_up(x))
