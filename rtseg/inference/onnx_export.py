@@ -39,14 +39,15 @@ class LogitsAndLabels(nn.Module):
 
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch: int = 1, *,
                 dynamic: bool = False, opset: int | None = None, subpixel: bool = True,
-                argmax_first: bool = True) -> Path:
+                argmax_first: bool = True, pointwise_first: bool = True) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically) and check it with ``onnx.checker``.
 
     ``dynamic`` leaves the batch free, and height and width too when the model allows it
     (``onnx_input_size`` tells which axes are free). ``opset`` None lets the exporter choose.
     ``argmax_first`` computes ``labels`` before the final pixel shuffle
     (``rtseg.inference.onnx_rewrite``; static shapes only); leave it off for a graph that is
-    going to be quantized, and rewrite the quantized one.
+    going to be quantized, and rewrite the quantized one. ``pointwise_first`` moves per-pixel
+    layers after the last pixel shuffle before it (``rtseg.inference.onnx_rewrite``; exact).
     """
     path = Path(path)
     if path.suffix != ".onnx":
@@ -69,7 +70,8 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         except Exception as exc:
             raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        rewrite_pointwise(tmp)
+        if pointwise_first:
+            rewrite_pointwise(tmp)
         if argmax_first:
             rewrite_labels(tmp)
         check_onnx(tmp)
