@@ -134,14 +134,7 @@ class SegNet(SegmentationNetwork):
             self.encoder.load_pretrained(pretrained)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.output_layer_input(x))
-
-    def output_layer(self) -> nn.Module:
-        return self.classifier
-
-    def output_layer_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The full-resolution 64-channel map (conv1_2_D) that the 3x3 ``classifier`` scores."""
         x, pools = self.encoder(x)
         for stage, (indices, size) in zip(self.decoder, reversed(pools)):
             x = stage(F.max_unpool2d(x, indices, 2, 2, output_size=size))
-        return x
+        return self.classifier(x)
