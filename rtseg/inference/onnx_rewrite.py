@@ -159,6 +159,40 @@ def _is_pointwise(node, attributes, initializers) -> bool:
     return node.op_type in ("Relu", "Identity")
 
 
+def _pointwise_chain(graph, output: str, initializers: dict):
+    """``(chain, depth_to_space, source_conv)`` for ``output``: the Slices and per-pixel layers
+    between a CRD ``DepthToSpace`` and ``output`` (from the shuffle on, with their attributes),
+    or None when the pattern is not there or a tensor on the way is read by another node too."""
+    from onnx import helper
+
+    producer = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    chain, node = [], producer.get(output)
+    while node is not None and node.op_type in _POINTWISE + ("Slice",):
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Slice" and not _slice_on_height_width(node, initializers):
+            return None
+        if node.op_type != "Slice" and not _is_pointwise(node, attributes, initializers):
+            return None
+        chain.append((node, attributes))
+        node = producer.get(node.input[0])
+        if node is not None and (consumers.get(node.output[0], 0) != 1 or node.output[0] in outputs):
+            return None  # another node reads this tensor: it must stay as it is
+    if node is None or node.op_type != "DepthToSpace" or not any(n.op_type != "Slice" for n, _ in chain):
+        return None
+    d2s = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    source = producer.get(node.input[0])
+    if (d2s.get("mode", b"DCR") not in (b"CRD", "CRD") or source is None or source.op_type != "Conv"
+            or source.input[1] not in initializers or consumers.get(node.input[0], 0) != 1
+            or (len(source.input) > 2 and source.input[2] and source.input[2] not in initializers)):
+        return None
+    return chain[::-1], node, source
+
+
 def pointwise_before_depth_to_space(model, output: str = "logits"):
     """Move the per-pixel layers between the last ``DepthToSpace`` and ``output`` before it;
     returns ``(model, rewritten)``. Leaves the model as it is when there are none, or when a
@@ -166,35 +200,13 @@ def pointwise_before_depth_to_space(model, output: str = "logits"):
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    producer = {name: node for node in graph.node for name in node.output}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    outputs = {o.name for o in graph.output}
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    chain, node = [], producer.get(output)
-    while node is not None and node.op_type in _POINTWISE + ("Slice",):
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Slice" and not _slice_on_height_width(node, initializers):
-            return model, False
-        if node.op_type != "Slice" and not _is_pointwise(node, attributes, initializers):
-            return model, False
-        chain.append((node, attributes))
-        node = producer.get(node.input[0])
-        if node is not None and (consumers.get(node.output[0], 0) != 1 or node.output[0] in outputs):
-            return model, False  # another node reads this tensor: it must stay as it is
-    if node is None or node.op_type != "DepthToSpace" or not any(n.op_type != "Slice" for n, _ in chain):
+    found = _pointwise_chain(graph, output, initializers)
+    if found is None:
         return model, False
-    d2s = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    source = producer.get(node.input[0])
-    if (d2s.get("mode", b"DCR") not in (b"CRD", "CRD") or source is None or source.op_type != "Conv"
-            or source.input[1] not in initializers or consumers.get(node.input[0], 0) != 1
-            or (len(source.input) > 2 and source.input[2] and source.input[2] not in initializers)):
-        return model, False
-    block = int(d2s["blocksize"])
+    chain, node, source = found  # chain from the DepthToSpace towards the output
+    block = int(next(a.i for a in node.attribute if a.name == "blocksize"))
     phases = block * block
-    chain.reverse()  # from the DepthToSpace towards the output
     new_nodes, added = [], []
 
     def constant(array, name):
