@@ -99,7 +99,8 @@ def argmax_before_depth_to_space(model, output: str = "labels"):
     prefix = f"{output}{REWRITTEN_SUFFIX}"
     names = {k: f"{prefix}_{k}" for k in ("shape5", "axis1", "view", "index", "small", "up", "squeezed")}
     # CRD holds class c's phase p in channel c*s*s + p, DCR in p*C + c
-    view = [batch, classes, block * block, height, width] if mode == "CRD" else [batch, block * block, classes, height, width]
+    phases = block * block
+    view = [batch, classes, phases, height, width] if mode == "CRD" else [batch, phases, classes, height, width]
     graph.initializer.extend([
         numpy_helper.from_array(np.array(view, np.int64), names["shape5"]),
         numpy_helper.from_array(np.array([1], np.int64), names["axis1"])])

@@ -5,8 +5,9 @@ convolutions, optionally transposed convolutions rewritten as sub-pixel convolut
 channels_last memory format (oneDNN's native layout on CPU, tensor cores' on GPU). The labels
 of a network that ends in a linear layer (a transposed convolution to full resolution, a 1x1
 classifier at it) can be taken inside it (``rtseg.inference.upsampled_labels``), as ONNX
-Runtime's graph takes the argmax before its last pixel shuffle: unless ``Backend.fused_labels`` says, both ways are timed at build and the faster
-kept (``details["labels_choice"]``); the model-only runner always returns the full logits.
+Runtime's graph takes the argmax before its last pixel shuffle: unless ``Backend.fused_labels``
+says, both ways are timed at build and the faster kept (``details["labels_choice"]``); the
+model-only runner always returns the full logits.
 Reduced precision is ``torch.autocast``, the standard way; ``compile`` freezes the weights
 (``torch._inductor.config.freezing``), which lets inductor pre-pack them for oneDNN.
 
@@ -52,8 +53,8 @@ LABELS_MARGIN = 0.03
 def fused_labels_of(model: nn.Module) -> UpsampledLabels | None:
     """The labels step inside ``model``'s output layer (``SegmentationNetwork.output_layer``),
     or None for a network without one that can be fused."""
-    upsampler = model.output_layer() if hasattr(model, "output_layer") else None
-    return UpsampledLabels(upsampler) if can_fuse(upsampler) else None
+    layer = model.output_layer() if hasattr(model, "output_layer") else None
+    return UpsampledLabels(layer) if can_fuse(layer) else None
 
 
 class EndToEnd(nn.Module):
