@@ -170,7 +170,7 @@ def timing_warnings(model_only: TimingStats, end_to_end: TimingStats, details: d
     slower = model_only.latency_median_ms / end_to_end.latency_median_ms - 1
     if slower <= SLOWER_MODEL_TOLERANCE:
         return []
-    why = ("the end-to-end run takes the argmax inside the last up-sampling, before its output phases are "
+    why = ("the end-to-end run takes the argmax inside the last layer, before its output phases are "
            "placed (the pixel shuffle), so it skips the full-resolution logits that the model-only output must "
            "produce" if details.get("argmax_first")
            else "the engine does more for the logits than for the labels, or the timing was disturbed")
