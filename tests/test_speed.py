@@ -425,7 +425,8 @@ def _fake_timer(times: dict):
 
 
 def test_int8_plan_keeps_in_float_what_was_faster_in_float(quantizer):
-    from rtseg.inference.int8_layers import ALL_INT8, DEPTHWISE, FLOAT, GROUPED, KINDS, choose_float_layers
+    from rtseg.inference.int8_layers import (ALL_INT8, CONFIRM_FLOAT, CONFIRM_INT8, DEPTHWISE, FLOAT, GROUPED, KINDS,
+                                             choose_float_layers)
 
     model, path, quant = quantizer
     x = torch.randn(1, 3, *SIZE).numpy()
@@ -433,13 +434,19 @@ def test_int8_plan_keeps_in_float_what_was_faster_in_float(quantizer):
     first = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 10.1 for k in present}, DEPTHWISE: 9.0, GROUPED: 9.5}
     union = f"{GROUPED} + {DEPTHWISE}"  # in the order of KINDS
     second = {union: 8.0, DEPTHWISE: 9.0, FLOAT: 20.0}  # the same clock as the first round
-    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([first, second]))
+    confirmed = {CONFIRM_INT8: 8.0, CONFIRM_FLOAT: 20.0}  # the winner against float, once more
+    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([first, second, confirmed]))
     assert plan.float_kinds == (GROUPED, DEPTHWISE) and not plan.all_float
     assert len(plan.float_nodes) == 2 and plan.timings_ms[union] == 8.0
-    assert "kept in float" in plan.label
+    assert plan.timings_ms[CONFIRM_FLOAT] == 20.0 and "kept in float" in plan.label
     # nothing beats all-int8 by the margin: everything is quantized
     flat = {ALL_INT8: 10.0, FLOAT: 20.0, **{k: 9.9 for k in present}}
-    assert choose_float_layers(path, quant, x, 1, timer=_fake_timer([flat])).float_kinds == ()
+    assert choose_float_layers(path, quant, x, 1, timer=_fake_timer([flat, confirmed])).float_kinds == ()
+    # int8 faster in the first round only: the confirmation keeps every layer in float
+    noisy = {ALL_INT8: 10.0, FLOAT: 11.0, **{k: 10.5 for k in present}}
+    reversed_round = {CONFIRM_INT8: 11.0, CONFIRM_FLOAT: 10.0}
+    plan = choose_float_layers(path, quant, x, 1, timer=_fake_timer([noisy, reversed_round]))
+    assert plan.all_float and plan.timings_ms[CONFIRM_INT8] == 11.0
     # float beats every int8 graph, or int8 is not clearly faster: nothing is quantized, and the plan says so
     for float_ms in (7.0, 10.1):
         slow = {ALL_INT8: 10.0, FLOAT: float_ms, **{k: 11.0 for k in present}}
