@@ -10,11 +10,13 @@ round times every case once, the cases taking turns, and each figure is the medi
 rounds of a case's median time; the ratio is argmax over max(1).indices, so above 1 means
 rtseg's way is faster.
 
-``--upsampling`` times, for the final up-sampling of SkipNet (19 -> 19 classes, 16x16 stride 8,
-from 64x128), of ENet (16 -> 19, 2x2 stride 2, from 256x512) and UNet's 1x1 classifier (16 -> 19
-at 512x1024) at 512x1024, channels_last input: the layer then ``argmax(1)``, against the labels taken inside it
-(``rtseg.inference.upsampled_labels``), eager and compiled, and the fused step's chunk size. The
-ratio is unfused over fused, so above 1 means the fused step is faster. Freed memory is kept in
+``--upsampling`` times the last layer of SkipNet (19 -> 19 classes, 16x16 stride 8, from 64x128)
+and of ENet (16 -> 19, 2x2 stride 2, from 256x512), UNet's 1x1 classifier (16 -> 19) and SegNet's
+3x3 one (64 -> 19), all with 512x1024 outputs and channels_last input: the layer then
+``argmax(1)``, against the labels taken inside it (``rtseg.inference.upsampled_labels``), eager
+and compiled, and the fused step's chunk size; and the layer then ``argmax(1)`` in NCHW, the
+layout of a plain ``model.eval()``. The ratio is channels_last unfused (eager, or compiled for
+the compiled cases) over this case, so above 1 means the case is faster. Freed memory is kept in
 the process while timing, as the speed protocol does (``--allocator``, ``rtseg.memory``): with
 glibc's defaults the unfused step also pays the page faults of 40 MB of fresh scores per call.
 """
@@ -22,6 +24,7 @@ glibc's defaults the unfused step also pays the page faults of 40 MB of fresh sc
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -48,7 +51,7 @@ def _median_ms(step, tensor, runs: int) -> float:
 # name -> (input channels, kernel, stride, padding, input height, input width): 512x1024 outputs;
 # stride 1 is a convolution (UNet's 1x1 classifier of its 16-channel full-resolution map)
 UPSAMPLERS = {"SkipNet x8": (19, 16, 8, 4, 64, 128), "ENet x2": (16, 2, 2, 0, 256, 512),
-              "UNet 1x1 classifier": (16, 1, 1, 0, 512, 1024)}
+              "UNet 1x1 classifier": (16, 1, 1, 0, 512, 1024), "SegNet 3x3 classifier": (64, 3, 1, 1, 512, 1024)}
 CHUNKS = (1 << 18, 1 << 20, 1 << 22)  # bytes of scores at once in the fused step
 
 
@@ -60,14 +63,16 @@ def _upsampling(args) -> int:
         torch.manual_seed(0)
         layer = (torch.nn.ConvTranspose2d(cin, args.classes, kernel, stride, padding) if stride > 1
                  else torch.nn.Conv2d(cin, args.classes, kernel, padding=padding)).eval()
+        nchw_layer = copy.deepcopy(layer)
         layer = layer.to(memory_format=torch.channels_last)
         size = (height * stride, width * stride)
         x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
-        cases = {"layer + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1)}
+        nchw = x.contiguous()  # the same values in NCHW, made once: the NCHW case ignores its argument
+        cases = {"layer + argmax(1)": lambda x, size: fit_to(layer(x), size).argmax(1),
+                 "layer + argmax(1), NCHW": lambda _, size: fit_to(nchw_layer(nchw), size).argmax(1)}
         cases.update({f"fused, {chunk >> 10} KiB chunks": UpsampledLabels(layer, chunk) for chunk in CHUNKS})
         with torch.no_grad(), inductor_config.patch(freezing=True):
-            cases["compiled layer + argmax(1)"] = torch.compile(cases["layer + argmax(1)"],
-                                                                          fullgraph=True)
+            cases["compiled layer + argmax(1)"] = torch.compile(cases["layer + argmax(1)"], fullgraph=True)
             cases["compiled fused"] = torch.compile(UpsampledLabels(layer, CHUNK_BYTES), fullgraph=True)
             reference = cases["layer + argmax(1)"](x, size)
             for case, step in cases.items():

@@ -70,10 +70,8 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], batch
         except Exception as exc:
             raise RtsegError(f"ONNX export of {getattr(model, 'name', type(model).__name__)} failed: "
                              f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        if pointwise_first:
-            rewrite_pointwise(tmp)
-        if argmax_first:
-            rewrite_labels(tmp)
+        rewrite_graph(tmp, *([pointwise_before_depth_to_space] if pointwise_first else []),
+                      *([argmax_before_depth_to_space] if argmax_first else []))
         check_onnx(tmp)
     return path
 
@@ -120,11 +118,17 @@ def _pinned_axes(program) -> set[int]:
     return pinned
 
 
-def rewrite_pointwise(path: str | Path) -> bool:
-    """Apply ``pointwise_before_depth_to_space`` to the ONNX file in place; True if it changed."""
+def rewrite_graph(path: str | Path, *rewrites) -> bool:
+    """Apply ``rewrites`` (``model -> (model, changed)``, ``rtseg.inference.onnx_rewrite``) in turn
+    to the ONNX file in place, loading and saving it once; True if any changed it."""
     import onnx
 
-    model, changed = pointwise_before_depth_to_space(onnx.load(str(path)))
+    if not rewrites:
+        return False
+    model, changed = onnx.load(str(path)), False
+    for rewrite in rewrites:
+        model, done = rewrite(model)
+        changed = changed or done
     if changed:
         onnx.save(model, str(path))
     return changed
@@ -132,12 +136,7 @@ def rewrite_pointwise(path: str | Path) -> bool:
 
 def rewrite_labels(path: str | Path) -> bool:
     """Apply ``argmax_before_depth_to_space`` to the ONNX file in place; True if it changed."""
-    import onnx
-
-    model, changed = argmax_before_depth_to_space(onnx.load(str(path)))
-    if changed:
-        onnx.save(model, str(path))
-    return changed
+    return rewrite_graph(path, argmax_before_depth_to_space)
 
 
 def check_onnx(path: str | Path) -> None:

@@ -15,14 +15,14 @@ A classifier at full resolution (UNet's 1x1 convolution) is the stride-1 case: a
 with stride 1 is a transposed convolution with its kernel flipped (``as_transposed``). The
 patches are built a chunk of rows at a time, so a kxk classifier never holds k*k copies of its
 full-resolution input; SegNet's 3x3 one of 64 channels is not declared all the same: fused it ran
-414.6 ms against 101.4 for oneDNN's convolution and the argmax (a one-off timing on the Zen 3),
-and timing it at every build would cost seconds for nothing.
+0.27x oneDNN's convolution and the argmax in eager, 0.24x compiled (``bench_labels --upsampling``
+on a Zen 3), and timing it at every build would cost seconds for nothing.
 
 Whether it pays depends on the layer, the engine and the CPU: with freed memory kept (the
 protocol's allocator policy), on a 2-core Zen 3, SkipNet's x8 up-sampling and argmax ran 1.22x
 faster fused in eager and 1.07x against the compiled argmax, ENet's x2 one 0.95x and 0.75x
 (``python benchmarks/bench_labels.py --upsampling --rounds 3``); UNet's 1x1 classifier of 16
-channels, whose unfused convolution is cheap, 0.79x and 0.58x. So the PyTorch engines time both
+channels, whose unfused convolution is cheap, 0.71x and 0.69x. So the PyTorch engines time both
 when they are built (``rtseg.inference.torch_engines.choose_labels``) and keep the faster.
 
 No library does this for PyTorch's engines: eager runs the transposed convolution and the
